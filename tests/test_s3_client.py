@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultproxy import FaultProxy
+from motoserver import MotoServer
 
 from dreambolt import (
     S3AuthError,
@@ -21,8 +23,6 @@ from dreambolt import (
     S3ObjectChangedError,
     S3RateLimitError,
 )
-from faultproxy import FaultProxy
-from motoserver import MotoServer
 
 PART = 1024
 
@@ -81,7 +81,8 @@ async def test_head_and_progress(client: S3Client, s3: Any, bucket: str) -> None
     data = payload(3 * PART)
     s3.put_object(Bucket=bucket, Key="a/b.bin", Body=data)
     info = await client.head(f"s3://{bucket}/a/b.bin")
-    assert (info.size, info.etag) == (len(data), s3.head_object(Bucket=bucket, Key="a/b.bin")["ETag"])
+    etag = s3.head_object(Bucket=bucket, Key="a/b.bin")["ETag"]
+    assert (info.size, info.etag) == (len(data), etag)
     seen: list[int] = []
     await client.read(info, progress=seen.append)
     assert sum(seen) == len(data)

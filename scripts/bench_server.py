@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""A fast S3-compatible HTTP server over a local directory, for benchmarks.
+
+moto loads a whole object for every ranged GET; this server stats the file and sends only the
+asked-for bytes with sendfile, so it can stand in for S3 when measuring concurrency.
+
+Top-level folders of --root are buckets, files below them are keys (path-style addressing only,
+authentication ignored). Files written straight into the root are served as they are; object
+metadata is always read with a fresh stat, listings cache the key names per bucket and rescan
+when a directory's mtime changes or the server itself writes.
+
+    python scripts/bench_server.py --root DIR --host 127.0.0.1 --port 0 \
+        [--ttfb-ms 20] [--conn-mibps 60] [--port-file FILE]
+
+--ttfb-ms delays each response's first byte (per request; requests never queue behind each
+other); --conn-mibps paces each response body to that many MiB/s (0 = unlimited, sendfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import bisect
+import email.utils
+import hashlib
+import itertools
+import os
+import re
+import shutil
+import signal
+import stat
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote, unquote
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from aiohttp import StreamReader, web
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+READ_CHUNK = 1024 * 1024
+MAX_CHAR = "\U0010ffff"  # sorts after any character a key can hold after a common prefix
+
+
+class S3Error(Exception):
+    """An S3 error response: status, code and the extra XML elements it carries."""
+
+    def __init__(self, status: int, code: str, message: str = "", **extra: str) -> None:
+        super().__init__(code)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The sorted key names of one bucket, and the directory mtimes that prove them current."""
+
+    keys: list[str]
+    dirs: list[tuple[str, int]]
+    stable: bool  # every directory was last changed well before the scan began
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _scan(bucket_dir: str, cached: Listing | None) -> Listing:
+    if cached is not None and cached.stable and all(_mtime_ns(d) == m for d, m in cached.dirs):
+        return cached
+    began = time.time_ns()
+    keys: list[str] = []
+    dirs: list[tuple[str, int]] = []
+    stack = [(bucket_dir, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        dirs.append((directory, _mtime_ns(directory)))  # before reading, so later changes show
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
+                    elif entry.is_file():
+                        keys.append(prefix + entry.name)
+        except OSError:
+            continue
+    keys.sort()  # code-point order is UTF-8 byte order
+    # A change in the same filesystem tick as the last one leaves the mtime unchanged.
+    stable = all(m < began - 100_000_000 for _, m in dirs)
+    return Listing(keys, dirs, stable)
+
+
+def _page(
+    keys: list[str], prefix: str, delimiter: str, marker: str, max_keys: int
+) -> tuple[list[str], list[str], bool, str]:
+    """One page of a listing: keys, common prefixes, whether more follow, the last item."""
+    contents: list[str] = []
+    prefixes: list[str] = []
+    last = ""
+    i = bisect.bisect_right(keys, marker) if marker >= prefix else bisect.bisect_left(keys, prefix)
+    while i < len(keys) and keys[i].startswith(prefix):
+        key = keys[i]
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        item = key[: cut + len(delimiter)] if cut >= 0 else key
+        if cut >= 0 and item <= marker:  # its prefix was already returned
+            i = bisect.bisect_left(keys, item + MAX_CHAR)
+            continue
+        if len(contents) + len(prefixes) >= max_keys:
+            return contents, prefixes, max_keys > 0, last
+        if cut >= 0:
+            prefixes.append(item)
+            i = bisect.bisect_left(keys, item + MAX_CHAR)
+        else:
+            contents.append(item)
+            i += 1
+        last = item
+    return contents, prefixes, False, last
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, count) of a single `bytes=` range; None sends it all; raises if unsatisfiable."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if match is None or match.groups() == ("", ""):
+        return None  # S3 ignores what it cannot parse, multi-range requests included
+    first, last = match.groups()
+    if not first:  # a suffix: the last n bytes
+        start, end = max(size - int(last), 0), (size - 1 if int(last) else -1)
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None
+    if start >= size or end < start:
+        raise S3Error(416, "InvalidRange", "Range not satisfiable", ActualObjectSize=str(size))
+    return start, end - start + 1
+
+
+def _iso(ns: int) -> str:
+    """ISO 8601 with milliseconds, as S3 lists LastModified."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9))
+    return f"{seconds}.{ns // 10**6 % 1000:03d}Z"
+
+
+def _etags(header: str) -> set[str]:
+    return {'"' + tag.strip().removeprefix("W/").strip('"') + '"' for tag in header.split(",")}
+
+
+def _xml(root: str, inner: str, status: int = 200) -> web.Response:
+    xmlns = f' xmlns="{NS}"' if status < 300 else ""  # S3's <Error> has no namespace
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}{xmlns}>{inner}</{root}>'
+    return web.Response(status=status, body=body.encode(), content_type="application/xml")
+
+
+def _tags(**fields: str | int | None) -> str:
+    return "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items() if v is not None)
+
+
+class BenchS3:
+    """The request handler: routes each S3 call to a method over the root directory."""
+
+    def __init__(self, root: Path, *, ttfb_ms: float, conn_mibps: float) -> None:
+        self.root = root.resolve()
+        self.tmp = self.root / ".tmp"  # dot-names are never buckets
+        self.uploads = self.root / ".uploads"
+        self.ttfb = ttfb_ms / 1000
+        self.rate = conn_mibps * 1024 * 1024
+        # ~10 ms of body per paced write: smooth enough, and few wakeups per stream
+        self.pace_chunk = int(min(max(self.rate / 100, 16 * 1024), 256 * 1024))
+        self.listings: dict[str, Listing] = {}
+        self.ids = itertools.count(1)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.ttfb:
+            await asyncio.sleep(self.ttfb)
+        request_id = f"{next(self.ids):016X}"
+        try:
+            response = await self.route(request)
+        except S3Error as e:
+            if request.method == "HEAD":
+                response = web.Response(status=e.status)
+            else:
+                inner = _tags(Code=e.code, Message=e.message, **e.extra, RequestId=request_id)
+                response = _xml("Error", inner, e.status)
+        if not response.prepared:
+            response.headers["x-amz-request-id"] = response.headers["x-amz-id-2"] = request_id
+        return response
+
+    async def route(self, request: web.Request) -> web.StreamResponse:
+        raw_bucket, _, raw_key = request.rel_url.raw_path.lstrip("/").partition("/")
+        bucket, key = unquote(raw_bucket), unquote(raw_key)
+        method, query = request.method, request.query
+        if not bucket:
+            if method == "GET":
+                return self.list_buckets()
+        elif not key:
+            if method == "PUT":
+                self.bucket_dir(bucket, create=True)
+                return web.Response(headers={"Location": f"/{bucket}"})
+            self.bucket_dir(bucket)
+            if method == "HEAD":
+                return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
+            if method == "GET" and "location" in query:
+                return _xml("LocationConstraint", "")
+            if method == "GET":
+                return await self.list_objects(bucket, query)
+        elif "uploadId" in query or "uploads" in query:
+            return await self.multipart(bucket, key, request)
+        elif method in ("GET", "HEAD"):
+            return await self.get_object(bucket, key, request)
+        elif key.endswith("/") and method in ("PUT", "DELETE"):  # folder markers: keep nothing
+            self.object_path(bucket, key)
+            await request.read()
+            return web.Response(status=200 if method == "PUT" else 204)
+        elif method == "PUT":
+            await self.receive(request, self.object_path(bucket, key))
+            self.listings.pop(bucket, None)
+            return web.Response(headers={"ETag": self.stat_object(bucket, key)[2]})
+        elif method == "DELETE":
+            self.object_path(bucket, key).unlink(missing_ok=True)
+            self.listings.pop(bucket, None)
+            return web.Response(status=204)
+        raise S3Error(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def bucket_dir(self, bucket: str, *, create: bool = False) -> Path:
+        if "/" in bucket or bucket.startswith("."):
+            raise S3Error(400, "InvalidBucketName", BucketName=bucket)
+        path = self.root / bucket
+        if create:
+            path.mkdir(exist_ok=True)
+        if not path.is_dir():
+            raise S3Error(404, "NoSuchBucket", "No such bucket", BucketName=bucket)
+        return path
+
+    def object_path(self, bucket: str, key: str) -> Path:
+        parts = key.split("/")
+        if any(part in ("", ".", "..") for part in parts[:-1]) or parts[-1] in (".", ".."):
+            raise S3Error(400, "InvalidArgument", "Key cannot be mapped to a file", Key=key)
+        return self.bucket_dir(bucket).joinpath(*parts)
+
+    def stat_object(self, bucket: str, key: str) -> tuple[Path, os.stat_result, str]:
+        path = self.object_path(bucket, key)
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode) or key.endswith("/"):
+            raise S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
+        return path, st, _etag(st, f"{bucket}/{key}")
+
+    def list_buckets(self) -> web.Response:
+        buckets = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
+        inner = "".join(
+            f"<Bucket>{_tags(Name=p.name, CreationDate=_iso(p.stat().st_mtime_ns))}</Bucket>"
+            for p in buckets
+        )
+        owner = _tags(ID="bench", DisplayName="bench")
+        return _xml("ListAllMyBucketsResult", f"<Owner>{owner}</Owner><Buckets>{inner}</Buckets>")
+
+    async def list_objects(self, bucket: str, q: Mapping[str, str]) -> web.Response:
+        """ListObjectsV2 with `list-type=2`, else ListObjects (v1, marker-based)."""
+        v2 = q.get("list-type") == "2"
+        prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+        max_keys = min(int(q.get("max-keys") or 1000), 1000)
+        token = q.get("continuation-token")
+        marker = q.get("start-after" if v2 else "marker", "")
+        if token is not None:
+            marker = base64.urlsafe_b64decode(token.encode()).decode()
+        directory = str(self.bucket_dir(bucket))
+        listing = await asyncio.to_thread(_scan, directory, self.listings.get(bucket))
+        self.listings[bucket] = listing
+        keys, prefixes, truncated, last = _page(listing.keys, prefix, delimiter, marker, max_keys)
+        url = q.get("encoding-type") == "url"  # botocore always asks, then unquotes
+
+        def enc(value: str | None) -> str | None:
+            return quote(value, safe="/") if url and value is not None else value
+
+        entries = []
+        for key in keys:
+            try:
+                _, st, tag = self.stat_object(bucket, key)
+            except S3Error:
+                continue  # deleted since the scan
+            fields = _tags(Key=enc(key), LastModified=_iso(st.st_mtime_ns), ETag=tag)
+            fields += _tags(Size=st.st_size, StorageClass="STANDARD")
+            entries.append(f"<Contents>{fields}</Contents>")
+        entries += [f"<CommonPrefixes>{_tags(Prefix=enc(p))}</CommonPrefixes>" for p in prefixes]
+        head: dict[str, str | int | None] = {"Name": bucket, "Prefix": enc(prefix)}
+        head |= {"Delimiter": enc(delimiter) or None, "MaxKeys": max_keys}
+        head["EncodingType"] = "url" if url else None
+        if v2:
+            next_token = base64.urlsafe_b64encode(last.encode()).decode() if truncated else None
+            head |= {"KeyCount": len(entries), "ContinuationToken": token}
+            head |= {"NextContinuationToken": next_token, "StartAfter": enc(q.get("start-after"))}
+        else:
+            next_marker = enc(last) if truncated else None
+            head |= {"Marker": enc(q.get("marker", "")), "NextMarker": next_marker}
+        head["IsTruncated"] = "true" if truncated else "false"
+        return _xml("ListBucketResult", _tags(**head) + "".join(entries))
+
+    async def get_object(self, bucket: str, key: str, request: web.Request) -> web.StreamResponse:
+        path, st, tag = self.stat_object(bucket, key)
+        modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        headers = {"ETag": tag, "Last-Modified": modified, "Accept-Ranges": "bytes"}
+        headers["Content-Type"] = "binary/octet-stream"
+        if_match, if_none = request.headers.get("If-Match"), request.headers.get("If-None-Match")
+        if if_match is not None and not ({tag, '"*"'} & _etags(if_match)):
+            raise S3Error(412, "PreconditionFailed", "ETag mismatch", Condition="If-Match")
+        if if_none is not None and {tag, '"*"'} & _etags(if_none):
+            return web.Response(status=304, headers=headers)
+        span = _parse_range(request.headers.get("Range", ""), st.st_size)
+        start, count = span or (0, st.st_size)
+        if span is not None:
+            headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{st.st_size}"
+        status = 206 if span is not None else 200
+        if request.method == "HEAD":
+            return web.Response(status=status, headers=headers | {"Content-Length": str(count)})
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        with path.open("rb") as file:
+            await response.prepare(request)
+            try:
+                if self.rate:
+                    await self.pace(response, file, start, count)
+                elif count and request.transport is not None:  # kernel copies, Python never sees
+                    loop = asyncio.get_running_loop()
+                    if await loop.sendfile(request.transport, file, start, count) < count:
+                        raise ConnectionError("file shrank while being sent")
+            except ConnectionError:  # client gone or file shrank: close rather than desync
+                response.force_close()
+                return response
+        await response.write_eof()
+        return response
+
+    async def pace(
+        self, response: web.StreamResponse, file: IO[bytes], start: int, count: int
+    ) -> None:
+        """Send count bytes from start in small writes, never faster than self.rate."""
+        loop = asyncio.get_running_loop()
+        began, sent = loop.time(), 0
+        while sent < count:  # token bucket: never ahead of began + sent / rate
+            data = os.pread(file.fileno(), min(self.pace_chunk, count - sent), start + sent)
+            if not data:
+                raise ConnectionError("file shrank while being sent")
+            await response.write(data)
+            sent += len(data)
+            delay = began + sent / self.rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def receive(self, request: web.Request, dest: Path) -> None:
+        """Write the request body to dest atomically, undoing aws-chunked framing if present."""
+        self.tmp.mkdir(exist_ok=True)
+        tmp = self.tmp / uuid.uuid4().hex
+        chunked = request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
+        chunked |= "aws-chunked" in request.headers.get("Content-Encoding", "")
+        try:
+            with tmp.open("wb") as out:
+                if chunked:
+                    await _read_aws_chunked(request.content, out)
+                else:
+                    async for data in request.content.iter_chunked(READ_CHUNK):
+                        out.write(data)
+            _commit(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def multipart(self, bucket: str, key: str, request: web.Request) -> web.Response:
+        """Create, upload a part to, complete or abort a multipart upload: parts are files."""
+        dest, query, method = self.object_path(bucket, key), request.query, request.method
+        if method == "POST" and "uploads" in query:
+            upload_id = uuid.uuid4().hex
+            (self.uploads / upload_id).mkdir(parents=True)
+            inner = _tags(Bucket=bucket, Key=key, UploadId=upload_id)
+            return _xml("InitiateMultipartUploadResult", inner)
+        upload = self.uploads / query["uploadId"].replace("/", "")
+        if not upload.is_dir():
+            raise S3Error(404, "NoSuchUpload", "The specified upload does not exist")
+        if method == "PUT":
+            part = upload / str(int(query["partNumber"]))
+            await self.receive(request, part)
+            return web.Response(headers={"ETag": _etag(part.stat(), str(part))})
+        if method == "POST":
+            tree = ElementTree.fromstring(await request.read())
+            numbers = [e.text for e in tree.iter() if e.tag.endswith("PartNumber")]
+            with (upload / "joined").open("wb") as out:
+                for number in numbers:
+                    with (upload / str(int(number or "0"))).open("rb") as part_file:
+                        shutil.copyfileobj(part_file, out, READ_CHUNK)
+            _commit(upload / "joined", dest)
+            self.listings.pop(bucket, None)
+        shutil.rmtree(upload)
+        if method == "DELETE":
+            return web.Response(status=204)
+        tag = self.stat_object(bucket, key)[2]
+        inner = _tags(Location=f"/{bucket}/{key}", Bucket=bucket, Key=key, ETag=tag)
+        return _xml("CompleteMultipartUploadResult", inner)
+
+
+def _etag(st: os.stat_result, name: str) -> str:
+    """A quoted ETag that is stable across restarts and needs no read of the file."""
+    return f'"{hashlib.md5(f"{st.st_size}:{st.st_mtime_ns}:{name}".encode()).hexdigest()}"'
+
+
+def _commit(tmp: Path, dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+    except (NotADirectoryError, FileExistsError, IsADirectoryError) as e:
+        raise S3Error(409, "InvalidRequest", f"Key clashes with a folder: {e}") from e
+
+
+async def _read_aws_chunked(content: StreamReader, out: IO[bytes]) -> None:
+    # Frames: "<hex size>[;chunk-signature=...]\r\n<data>\r\n", ending with a 0-size frame
+    # followed by optional trailer lines (checksums) and a blank line.
+    while line := await content.readline():
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while (await content.readline()).strip():
+                pass
+            return
+        out.write(await content.readexactly(size))
+        await content.readline()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    handler = BenchS3(Path(args.root), ttfb_ms=args.ttfb_ms, conn_mibps=args.conn_mibps)
+    app = web.Application(client_max_size=1024**3)
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
+    _announce(args, runner.addresses[0][1])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _announce(args: argparse.Namespace, port: int) -> None:
+    if args.port_file:  # written whole under a temporary name, so readers never see half
+        tmp = f"{args.port_file}.tmp{os.getpid()}"
+        Path(tmp).write_text(f"{port}\n")
+        os.replace(tmp, args.port_file)
+    print(f"listening on http://{args.host}:{port}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--root", required=True, help="directory whose folders are buckets")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port-file", help="write the port number here once listening")
+    parser.add_argument("--ttfb-ms", type=float, default=0.0, help="first-byte delay per request")
+    parser.add_argument("--conn-mibps", type=float, default=0.0, help="MiB/s per response body")
+    args = parser.parse_args(argv)
+    Path(args.root).mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
