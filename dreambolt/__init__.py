@@ -14,6 +14,8 @@ from .errors import (
     S3RateLimitError,
     SinkError,
 )
+from .ingest import Ingester
+from .report import ErrorInfo, FileResult, IngestReport
 from .s3 import ObjectInfo, S3Client
 from .uri import S3Uri, parse_s3_uri
 
@@ -22,7 +24,11 @@ __version__ = "0.1.0"
 __all__ = [
     "DreamBoltError",
     "EmbeddingError",
+    "ErrorInfo",
+    "FileResult",
     "FormatError",
+    "IngestReport",
+    "Ingester",
     "InvalidS3UriError",
     "ObjectInfo",
     "S3AuthError",

@@ -268,33 +268,58 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text, flags=re.DOTALL)
 
 
+_STAR, _GLOBSTAR, _GLOBSTAR_DIR = "[^/]*", ".*", "(?:.*/)?"
+_STARS = (_STAR, _GLOBSTAR, _GLOBSTAR_DIR)
+
+
 @functools.lru_cache(maxsize=256)
 def _compile_glob(pattern: str) -> re.Pattern[str]:
     """Translate a key glob into a regular expression (cached, globs repeat across listings)."""
+    tokens = _glob_tokens(pattern)
     parts: list[str] = []
+    index = 0
+    while index < len(tokens):
+        token, index = tokens[index], index + 1
+        end = index
+        while token == _STAR and end < len(tokens) and tokens[end] not in _STARS:
+            end += 1
+        chunk, after = tokens[index:end], tokens[end : end + 1]
+        # In `*C*` the first C in the segment is always a safe choice; committing to it (atomic
+        # group) stops the exponential backtracking of e.g. `*-*-*-*.csv` on a key that fails.
+        if chunk and "/" not in chunk and after in ([_STAR], [_GLOBSTAR]):
+            parts.append(f"(?>[^/]*?{''.join(chunk)})")
+            index = end
+        else:
+            parts.append(token)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _glob_tokens(pattern: str) -> list[str]:
+    """Split a glob into regex pieces, one per element: `**/`, `**`, `*`, `?`, `[…]` or a char."""
+    tokens: list[str] = []
     index = 0
     while index < len(pattern):
         char = pattern[index]
         index += 1
         if char == "*" and pattern.startswith("*/", index):  # `**/`: zero or more whole segments
-            parts.append("(?:.*/)?")
+            tokens.append(_GLOBSTAR_DIR)
             index += 2
         elif char == "*" and pattern.startswith("*", index):
-            parts.append(".*")
+            tokens.append(_GLOBSTAR)
             index += 1
         elif char == "*":
-            parts.append("[^/]*")
+            tokens.append(_STAR)
         elif char == "?":
-            parts.append("[^/]")
+            tokens.append("[^/]")
         elif char == "[" and (end := _class_end(pattern, index)) > 0:
-            parts.append(_char_class(pattern[index:end]))
+            tokens.append(_char_class(pattern[index:end]))
             index = end + 1
         elif char == "\\" and index < len(pattern):
-            parts.append(re.escape(pattern[index]))
+            tokens.append(re.escape(pattern[index]))
             index += 1
         else:
-            parts.append(re.escape(char))
-    return re.compile("".join(parts), re.DOTALL)
+            tokens.append(re.escape(char))
+    return tokens
 
 
 def _class_end(pattern: str, start: int) -> int:

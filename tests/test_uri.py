@@ -405,6 +405,38 @@ def test_glob_match_never_raises(pattern: str, key: str) -> None:
     assert glob_match(pattern, key) in (True, False)
 
 
+def _reference_match(pattern: str, key: str) -> bool:
+    """Slow, obviously correct matcher for globs made of literals, `?`, `*`, `**` and `**/`."""
+    if not pattern:
+        return not key
+    if pattern.startswith("**/"):
+        ends = [0] + [i + 1 for i, char in enumerate(key) if char == "/"]
+        return any(_reference_match(pattern[3:], key[end:]) for end in ends)
+    if pattern.startswith("**"):
+        return any(_reference_match(pattern[2:], key[end:]) for end in range(len(key) + 1))
+    if pattern[0] == "*":
+        segment = len(key.split("/")[0])
+        return any(_reference_match(pattern[1:], key[end:]) for end in range(segment + 1))
+    if pattern[0] == "?":
+        return key[:1] not in ("", "/") and _reference_match(pattern[1:], key[1:])
+    return key[:1] == pattern[0] and _reference_match(pattern[1:], key[1:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab-/*?", max_size=12),
+    key=st.text(alphabet="ab-/", max_size=12),
+)
+def test_glob_match_agrees_with_reference(pattern: str, key: str) -> None:
+    assert glob_match(pattern, key) is _reference_match(pattern, key)
+
+
+def test_many_stars_do_not_backtrack_exponentially() -> None:
+    pattern, key = "*-" * 12 + "*.csv", "a-" * 60 + ".json"
+    assert not glob_match(pattern, key)
+    assert glob_match(pattern, "a-" * 60 + ".csv")
+
+
 @settings(max_examples=200, deadline=None)
 @given(key=st.text())
 def test_escaped_key_matches_only_itself(key: str) -> None:

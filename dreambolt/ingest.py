@@ -1,0 +1,414 @@
+"""The Ingester: expand, fetch, parse and write — overlapped, bounded, every file accounted for.
+
+Stages overlap: up to `files_in_flight` objects download and parse concurrently (parsing runs
+in worker threads; polars releases the GIL) while one writer owns the database on its own
+thread. A byte budget bounds what is held in memory at once. Objects above `spool_threshold`
+go to a temporary file and are parsed in batches while they are written, so a file of any size
+costs memory in proportion to a batch, not to the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import duckdb
+import polars as pl
+
+from .errors import (
+    DreamBoltError,
+    FormatError,
+    InvalidS3UriError,
+    S3AuthError,
+    S3NotFoundError,
+    SinkError,
+)
+from .formats import HEAD_BYTES, FileFormat, detect_format, iter_file, read_bytes
+from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener, Status
+from .s3 import S3Client
+from .sinks.duckdb import DuckDBSink, validate_table_name
+from .sources import Source, default_table_name, disk_temp_dir, expand
+from .transfer import download_object, read_object
+
+__all__ = ["Ingester"]
+
+log = logging.getLogger("dreambolt.ingest")
+T = TypeVar("T")
+OnError = Literal["skip", "abort"]
+Mode = Literal["append", "replace"]
+
+# Skipped with a warning: the object cannot be read as it is. Anything else is "failed".
+_SKIPPED = (S3AuthError, S3NotFoundError, FormatError, FileNotFoundError, PermissionError,
+            IsADirectoryError)
+
+
+def _status_of(exc: BaseException) -> Status:
+    return "skipped" if isinstance(exc, _SKIPPED) else "failed"
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors that would fail every file alike: stop the run instead of failing each one."""
+    return isinstance(exc, S3AuthError) and exc.code == "NoCredentials"
+
+
+class _ByteBudget:
+    """A counting semaphore of bytes: what fetched-but-unwritten files may hold in memory."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, amount: int) -> int:
+        amount = min(amount, self.total)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= amount)
+            self._free -= amount
+        return amount
+
+    async def release(self, amount: int) -> None:
+        async with self._changed:
+            self._free += amount
+            self._changed.notify_all()
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """A file that arrived: parsed in memory, or spooled on disk to be parsed in batches."""
+
+    source: Source
+    etag: str | None
+    size: int
+    frame: pl.DataFrame | None = None
+    path: Path | None = None
+    fmt: FileFormat | None = None
+    spooled: bool = False
+    cost: int = 0
+    seconds: float = 0.0
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        if self.frame is not None:
+            yield self.frame
+        elif self.path is not None and self.fmt is not None:
+            yield from iter_file(self.path, self.fmt, name=self.source.uri)
+
+    def discard(self) -> None:
+        if self.spooled and self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+@dataclass(slots=True)
+class _Failed:
+    source: Source
+    error: Exception
+    cost: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _Run:
+    table: str
+    run_id: str
+    report: IngestReport
+    spool: Path
+    budget: _ByteBudget
+    queue: asyncio.Queue[_Fetched | _Failed] = field(default_factory=lambda: asyncio.Queue(2))
+
+
+class Ingester:
+    """Loads files from S3 or local disk into polars frames (`load`) or a DuckDB table (`ingest`).
+
+    Use as `async with Ingester(db=...) as ing:`. An S3 client is created on first need (so
+    local files need no AWS configuration) unless one is passed in; a passed client stays open.
+    """
+
+    def __init__(
+        self,
+        db: str | Path = "dreambolt.duckdb",
+        client: S3Client | None = None,
+        on_error: OnError = "skip",
+        *,
+        format: str | None = None,
+        listener: Listener | None = None,
+        s3_options: dict[str, Any] | None = None,
+        files_in_flight: int = 8,
+        memory_budget: int = 1 << 30,
+        spool_threshold: int = 64 << 20,
+    ) -> None:
+        if on_error not in ("skip", "abort"):
+            raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
+        self.db = str(db)
+        self._db_uri = Path(self.db).resolve().as_uri()
+        self.on_error = on_error
+        self.format = format
+        self.listener: Listener = listener or SilentListener()
+        self.files_in_flight = max(1, files_in_flight)
+        self.memory_budget = memory_budget
+        self.spool_threshold = spool_threshold
+        self.last_report: IngestReport | None = None
+        self._client = client
+        self._own_client = False
+        self._s3_options = s3_options or {}
+        self._client_lock = asyncio.Lock()
+        self._sink: DuckDBSink | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dreambolt-db")
+
+    async def __aenter__(self) -> Ingester:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish the database work in progress (it commits or rolls back whole), then close."""
+        if self._own_client and self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, sink.close)
+        self._executor.shutdown(wait=True)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _s3(self) -> S3Client:
+        async with self._client_lock:
+            if self._client is None:
+                client = S3Client(**self._s3_options)
+                await client.__aenter__()
+                self._client, self._own_client = client, True
+        return self._client
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run sink work on the database thread; if cancelled, wait for it to finish whole."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, partial(fn, *args, **kwargs)
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            raise
+
+    async def sink(self) -> DuckDBSink:
+        """The database, opened on first use (SinkError if it cannot be)."""
+        if self._sink is None:
+            self._sink = await self._db(DuckDBSink, self.db)
+        return self._sink
+
+    async def _fetch(self, src: Source, spool: Path, declared: str | None) -> _Fetched:
+        """Bring one source in: parsed in memory if small, else spooled (or read in place)."""
+        progress = partial(self.listener.advanced, src.uri)
+        big = src.size > self.spool_threshold
+        if src.path is not None:  # a local file
+            if big:
+                with src.path.open("rb") as handle:
+                    fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
+                progress(src.size)
+                return _Fetched(src, src.etag, src.size, path=src.path, fmt=fmt)
+            data: bytes | bytearray = await asyncio.to_thread(src.path.read_bytes)
+            etag, size = src.etag, len(data)
+            progress(size)
+        else:
+            assert src.info is not None
+            client = await self._s3()
+            if big:
+                target = spool / uuid.uuid4().hex
+                info = await download_object(client, src.info, target, progress=progress)
+                with target.open("rb") as handle:
+                    fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
+                return _Fetched(src, info.etag or None, info.size, path=target, fmt=fmt,
+                                spooled=True)
+            info, data = await read_object(client, src.info, progress=progress)
+            etag, size = info.etag or None, info.size
+        view = memoryview(data)
+        fmt = detect_format(src.name, bytes(view[:HEAD_BYTES]), declared)
+        frame = await asyncio.to_thread(read_bytes, view, fmt, name=src.uri)
+        return _Fetched(src, etag, size, frame=frame, fmt=fmt)
+
+    # --- load ----------------------------------------------------------------------------
+
+    async def load(self, uri: str, *, format: str | None = None) -> pl.DataFrame:
+        """Read a file (or every file under a prefix/glob) into one polars DataFrame."""
+        sources, failures = await expand([uri], self._s3)
+        if failures:
+            raise failures[0][1]
+        spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
+        try:
+            fetched = await asyncio.gather(
+                *(self._fetch(src, spool, format or self.format) for src in sources)
+            )
+            frames = [frame for item in fetched for frame in item.frames() if frame.width]
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        if not frames:
+            return pl.DataFrame()
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    # --- ingest --------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        uris: str | Sequence[str],
+        *,
+        table: str | None = None,
+        mode: Mode = "append",
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        format: str | None = None,
+        dry_run: bool = False,
+    ) -> IngestReport:
+        """Load every file the URIs name into `table`, exactly once; returns the per-file report.
+
+        Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
+        and S3AuthError when there are no credentials at all (every file would fail alike).
+        """
+        inputs = [uris] if isinstance(uris, str) else list(uris)
+        if not inputs:
+            raise InvalidS3UriError("no input given: name at least one S3 URI or local path, "
+                                    "e.g. s3://my-bucket/path/to/file.csv")
+        if mode not in ("append", "replace"):
+            raise ValueError(f"mode must be 'append' or 'replace', got {mode!r}")
+        table = validate_table_name(table) if table else default_table_name(inputs)
+        started = time.monotonic()
+        report = IngestReport(table=table, db=self.db, started_at=datetime.now(UTC),
+                              dry_run=dry_run)
+        self.last_report = report
+        sink = await self.sink()
+        sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
+        own = {self._db_uri + suffix for suffix in ("", ".wal")}
+        sources = [s for s in sources if s.uri not in own]  # never ingest the database itself
+        for _, exc in failures:
+            if _fatal(exc):
+                raise exc
+        run = _Run(table, uuid.uuid4().hex, report, Path(), _ByteBudget(self.memory_budget))
+        if mode == "replace" and not dry_run:
+            await self._db(sink.replace_table, table)
+        loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
+        todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
+        for src in sources:
+            if src not in todo:
+                await self._settle(run, FileResult(src.uri, "unchanged", etag=src.etag,
+                                                   table=table, bytes=src.size), dry_run)
+        for shown, exc in failures:
+            await self._settle(run, FileResult(shown, _status_of(exc), error=ErrorInfo.of(exc),
+                                               table=table), dry_run)
+        if dry_run:
+            for src in todo:
+                action = "changed" if src.uri in loaded else "new"
+                report.files.append(FileResult(src.uri, "planned", bytes=src.size, etag=src.etag,
+                                               table=table, action=action))
+        elif todo:
+            self.listener.planned(len(todo), sum(s.size for s in todo))
+            run.spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
+            try:
+                await self._pipeline(run, todo, format or self.format)
+            finally:
+                shutil.rmtree(run.spool, ignore_errors=True)
+        report.seconds = time.monotonic() - started
+        return report
+
+    async def _settle(self, run: _Run, result: FileResult, dry_run: bool = False) -> None:
+        """Record a file's final state in the ledger and the report, and tell the listener."""
+        if not dry_run:
+            sink = await self.sink()
+            await self._db(sink.record, run.table, uri=result.uri, etag=result.etag,
+                           size=result.bytes, status=result.status, error=result.error,
+                           run_id=run.run_id)
+        run.report.files.append(result)
+        if result.error is not None and result.status != "unchanged":
+            log.warning("%s %s: %s", result.status, result.uri, result.error.message)
+        self.listener.finished(result)
+
+    async def _pipeline(self, run: _Run, todo: list[Source], declared: str | None) -> None:
+        gate = asyncio.Semaphore(self.files_in_flight)
+
+        async def produce(src: Source) -> None:
+            cost = await run.budget.acquire(
+                src.size * 4 if src.size <= self.spool_threshold else 64 << 20
+            )
+            began = time.monotonic()
+            try:
+                async with gate:
+                    self.listener.started(src.uri, src.size)
+                    item: _Fetched | _Failed = await self._fetch(src, run.spool, declared)
+            except Exception as exc:  # every error becomes this file's result
+                item = _Failed(src, exc)
+            except BaseException:
+                await run.budget.release(cost)
+                raise
+            item.cost, item.seconds = cost, time.monotonic() - began
+            await run.queue.put(item)
+
+        producers = [asyncio.create_task(produce(src)) for src in todo]
+        done: set[str] = set()
+        try:
+            for _ in todo:
+                item = await run.queue.get()
+                try:
+                    result = await self._write(run, item)
+                finally:
+                    await run.budget.release(item.cost)
+                done.add(item.source.uri)
+                if isinstance(item, _Failed) and _fatal(item.error):
+                    raise item.error
+                if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
+                    run.report.aborted = True
+                    break
+        finally:
+            for task in producers:
+                task.cancel()
+            await asyncio.gather(*producers, return_exceptions=True)
+            while not run.queue.empty():
+                leftover = run.queue.get_nowait()
+                if isinstance(leftover, _Fetched):
+                    leftover.discard()
+        if run.report.aborted:
+            for src in todo:
+                if src.uri not in done:
+                    run.report.files.append(FileResult(
+                        src.uri, "skipped", bytes=src.size, etag=src.etag, table=run.table,
+                        error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
+                                        "the first failure (--on-error abort)")))
+
+    async def _write(self, run: _Run, item: _Fetched | _Failed) -> FileResult:
+        src = item.source
+        if isinstance(item, _Failed):
+            result = FileResult(src.uri, _status_of(item.error), bytes=src.size, etag=src.etag,
+                                error=ErrorInfo.of(item.error), table=run.table,
+                                seconds=item.seconds)
+            await self._settle(run, result)
+            return result
+        sink = await self.sink()
+        began = time.monotonic()
+        try:
+            rows, replaced = await self._db(
+                sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
+                frames=item.frames(), run_id=run.run_id,
+            )
+        except (DreamBoltError, duckdb.Error, OSError) as exc:
+            error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(
+                f"{src.uri}: DuckDB refused the rows: {exc}")
+            result = FileResult(src.uri, _status_of(error), bytes=item.size, etag=item.etag,
+                                error=ErrorInfo.of(error), table=run.table)
+            await self._settle(run, result)
+            return result
+        finally:
+            item.discard()
+        result = FileResult(src.uri, "loaded", rows=rows, bytes=item.size, etag=item.etag,
+                            table=run.table, replaced=replaced,
+                            seconds=item.seconds + time.monotonic() - began)
+        run.report.files.append(result)
+        self.listener.finished(result)
+        return result

@@ -1,0 +1,254 @@
+"""The DuckDB sink: data tables with lineage columns, and the per-file load ledger.
+
+One `DuckDBSink` owns the database connection and is only used from one thread at a time (the
+ingester runs it on a single worker thread). Each file's rows and its ledger row commit in one
+transaction, so a killed process leaves every file either fully loaded or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ..errors import SinkError
+from ..report import ErrorInfo
+
+__all__ = ["LEDGER", "DuckDBSink", "quote", "validate_table_name"]
+
+LEDGER = "_dreambolt_loads"
+LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
+_FRAME = "__dreambolt_frame"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+_LEDGER_DDL = f"""
+CREATE TABLE IF NOT EXISTS {LEDGER} (
+    table_name  VARCHAR NOT NULL,
+    uri         VARCHAR NOT NULL,
+    etag        VARCHAR,
+    size        BIGINT,
+    rows        BIGINT,
+    status      VARCHAR NOT NULL,  -- loaded | unchanged | skipped | failed
+    error_type  VARCHAR,
+    error_code  VARCHAR,
+    error       VARCHAR,
+    run_id      VARCHAR,
+    loaded_at   TIMESTAMPTZ NOT NULL,
+    active      BOOLEAN NOT NULL   -- this row describes the rows now in the table
+)
+"""
+
+
+def quote(name: str) -> str:
+    """Quote an SQL identifier (names are validated too; quoting is never skipped)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def validate_table_name(name: str) -> str:
+    """Return `name` if it is a safe table name, else raise SinkError saying what is allowed."""
+    if not _NAME.match(name) or name.lower().startswith("_dreambolt"):
+        raise SinkError(
+            f"invalid table name {name!r}: use letters, digits and underscores, starting with a "
+            "letter or underscore, at most 63 characters (and not starting with _dreambolt), "
+            "e.g. --table events_2024"
+        )
+    return name
+
+
+class DuckDBSink:
+    """Writes frames into DuckDB tables and keeps the load ledger."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.con = duckdb.connect(self.path)
+            self.con.execute(_LEDGER_DDL)
+        except (duckdb.Error, OSError) as exc:
+            raise SinkError(
+                f"cannot open DuckDB database {self.path!r}: {exc}; check that the directory is "
+                "writable and that no other process has the file open (DuckDB allows one writer)"
+            ) from exc
+        self._columns: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
+        self._accepted: dict[str, set[tuple[tuple[str, str], ...]]] = {}  # table -> polars schemas
+
+    def close(self) -> None:
+        """Close the connection (uncommitted work is rolled back)."""
+        self.con.close()
+
+    # --- reading state -----------------------------------------------------------------
+
+    def loaded(self, table: str) -> dict[str, str | None]:
+        """uri -> etag of every file whose rows are in `table` now."""
+        rows = self.con.execute(
+            f"SELECT uri, etag FROM {LEDGER} WHERE table_name = ? AND active", [table]
+        ).fetchall()
+        return {uri: etag for uri, etag in rows}
+
+    def table_columns(self, table: str) -> dict[str, str]:
+        """Column -> DuckDB type of `table` ({} when it does not exist)."""
+        if table not in self._columns:
+            rows = self.con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            self._columns[table] = {name: kind for name, kind in rows}
+        return self._columns[table]
+
+    # --- writing -------------------------------------------------------------------------
+
+    def replace_table(self, table: str) -> None:
+        """Drop `table` and forget its loads, in one transaction (for mode="replace")."""
+        with self._transaction():
+            self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            self.con.execute(f"UPDATE {LEDGER} SET active = false WHERE table_name = ?", [table])
+        self._forget(table)
+
+    def write_file(
+        self, table: str, *, uri: str, etag: str | None, size: int,
+        frames: Iterable[pl.DataFrame], run_id: str,
+    ) -> tuple[int, bool]:
+        """Load one file (replacing an earlier version's rows); returns (rows, replaced)."""
+        now = datetime.now(UTC)
+        rows = 0
+        try:
+            with self._transaction():
+                replaced = self._drop_previous(table, uri)
+                for frame in frames:
+                    if frame.width:
+                        self._insert(table, frame, uri, etag, now)
+                        rows += frame.height
+                self._ledger(table, uri, etag, size, rows, "loaded", None, run_id, now, True)
+        except BaseException:
+            self._forget(table)  # DDL may have been rolled back with the transaction
+            raise
+        return rows, replaced
+
+    def record(
+        self, table: str, *, uri: str, etag: str | None, size: int, status: str,
+        error: ErrorInfo | None, run_id: str,
+    ) -> None:
+        """Add a ledger row for a file that was not loaded (unchanged, skipped or failed)."""
+        with self._transaction():
+            self._ledger(table, uri, etag, size, 0, status, error, run_id, datetime.now(UTC), False)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+    def _forget(self, table: str) -> None:
+        self._columns.pop(table, None)
+        self._accepted.pop(table, None)
+
+    def _ledger(
+        self, table: str, uri: str, etag: str | None, size: int, rows: int, status: str,
+        error: ErrorInfo | None, run_id: str, at: datetime, active: bool,
+    ) -> None:
+        self.con.execute(
+            f"INSERT INTO {LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [table, uri, etag, size, rows, status,
+             error.type if error else None, error.code if error else None,
+             error.message if error else None, run_id, at, active],
+        )
+
+    def _drop_previous(self, table: str, uri: str) -> bool:
+        # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection
+        (previous,), = self.con.execute(
+            f"SELECT count(*) FROM {LEDGER} WHERE table_name = ? AND uri = ? AND active",
+            [table, uri],
+        ).fetchall()
+        if not previous:
+            return False
+        if self.table_columns(table):
+            self.con.execute(f"DELETE FROM {quote(table)} WHERE _source_uri = ?", [uri])
+        self.con.execute(
+            f"UPDATE {LEDGER} SET active = false WHERE table_name = ? AND uri = ? AND active",
+            [table, uri],
+        )
+        return True
+
+    def _insert(
+        self, table: str, frame: pl.DataFrame, uri: str, etag: str | None, now: datetime
+    ) -> None:
+        clash = [c for c in LINEAGE if c in frame.columns]
+        if clash:
+            raise SinkError(f"{uri}: the file has column(s) {clash} that DreamBolt reserves for "
+                            "lineage; rename them before ingesting")
+        self.con.register(_FRAME, frame.to_arrow())
+        try:
+            lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
+                      "?::TIMESTAMPTZ AS _ingested_at"
+            if not self.table_columns(table):
+                self.con.execute(
+                    f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {_FRAME}",
+                    [uri, etag, now],
+                )
+                self._columns.pop(table, None)
+            else:
+                self._reconcile(table, frame, uri)
+                self.con.execute(
+                    f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {_FRAME}",
+                    [uri, etag, now],
+                )
+            self._accepted.setdefault(table, set()).add(_signature(frame))
+        finally:
+            self.con.unregister(_FRAME)
+
+    def _reconcile(self, table: str, frame: pl.DataFrame, uri: str) -> None:
+        """Add new columns; refuse values that would not survive the table's column types."""
+        if _signature(frame) in self._accepted.get(table, set()):
+            return  # same shape as a frame already written in this session
+        existing = {name.lower(): (name, kind) for name, kind in self.table_columns(table).items()}
+        incoming = self.con.execute(f"DESCRIBE SELECT * FROM {_FRAME}").fetchall()
+        for row in incoming:
+            name, kind = str(row[0]), str(row[1])
+            if name.lower() not in existing:
+                self.con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}")
+                self._columns[table][name] = kind
+                continue
+            table_kind = existing[name.lower()][1]
+            if table_kind != kind and kind != '"NULL"':
+                self._check_cast(table, uri, name, kind, table_kind)
+
+    def _check_cast(self, table: str, uri: str, column: str, kind: str, table_kind: str) -> None:
+        col = quote(column)
+        bad = self.con.execute(
+            f"SELECT {col}::VARCHAR FROM {_FRAME} WHERE {col} IS NOT NULL AND "
+            f"(TRY_CAST({col} AS {table_kind}) IS NULL "
+            f"OR TRY_CAST(TRY_CAST({col} AS {table_kind}) AS {kind}) IS DISTINCT FROM {col}) "
+            "LIMIT 1"
+        ).fetchall()
+        if bad:
+            raise SinkError(
+                f"{uri}: column {column!r} is {kind} in this file but {table_kind} in table "
+                f"{table!r}, and a value ({bad[0][0]!r}) does not convert without loss; load the "
+                "file into another table (--table) or rebuild this one (--mode replace)"
+            )
+
+
+def _signature(frame: pl.DataFrame) -> tuple[tuple[str, str], ...]:
+    return tuple((name, str(dtype)) for name, dtype in frame.schema.items())
+
+
+class _Transaction:
+    """BEGIN … COMMIT, or ROLLBACK when the block raises (even on KeyboardInterrupt)."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def __enter__(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None:
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("ROLLBACK")

@@ -1,0 +1,123 @@
+"""Pure units: translation of lower-layer errors by code and status, redaction, retry policy."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from botocore.exceptions import ClientError, NoCredentialsError
+from tenacity import RetryCallState
+
+from dreambolt.errors import (
+    S3AuthError,
+    S3GenericError,
+    S3NotFoundError,
+    S3ObjectChangedError,
+    S3RateLimitError,
+    classify,
+    redact,
+    register_secret,
+    translate,
+)
+from dreambolt.retry import RetryPolicy, is_retryable
+
+URI = "s3://bucket/key.csv"
+
+
+def client_error(code: str, status: int, headers: dict[str, str] | None = None) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "msg"},
+         "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "REQ1",
+                              "HTTPHeaders": headers or {}}},
+        "GetObject",
+    )
+
+
+@pytest.mark.parametrize(("code", "status", "cls"), [
+    ("AccessDenied", 403, S3AuthError),
+    ("InvalidAccessKeyId", 403, S3AuthError),
+    ("SignatureDoesNotMatch", 403, S3AuthError),
+    ("ExpiredToken", 400, S3AuthError),
+    ("RequestTimeTooSkewed", 403, S3AuthError),
+    ("Whatever", 401, S3AuthError),
+    ("NoSuchKey", 404, S3NotFoundError),
+    ("NoSuchBucket", 404, S3NotFoundError),
+    ("NoSuchVersion", 404, S3NotFoundError),
+    ("404", 404, S3NotFoundError),
+    ("403", 403, S3AuthError),
+    ("SlowDown", 503, S3RateLimitError),
+    ("ThrottlingException", 400, S3RateLimitError),
+    ("RequestLimitExceeded", 400, S3RateLimitError),
+    ("TooManyRequests", 429, S3RateLimitError),
+    ("PreconditionFailed", 412, S3ObjectChangedError),
+    ("412", 412, S3ObjectChangedError),
+    ("InternalError", 500, S3GenericError),
+])
+def test_translate_by_code_and_status(code: str, status: int, cls: type[Exception]) -> None:
+    original = client_error(code, status)
+    err = translate(original, URI)
+    assert type(err) is cls
+    assert err.__cause__ is original
+    assert err.uri == URI and err.status == status and err.request_id == "REQ1"
+    assert URI in str(err) and err.hint and err.hint in str(err)
+
+
+def test_classification_never_reads_message_text() -> None:
+    assert classify("Unrelated", 500) is S3GenericError
+    err = translate(ClientError({"Error": {"Code": "Weird", "Message": "SlowDown AccessDenied"},
+                                 "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetObject"), URI)
+    assert type(err) is S3GenericError
+
+
+def test_no_credentials_message_lists_every_fix() -> None:
+    err = translate(NoCredentialsError(), URI)
+    assert isinstance(err, S3AuthError) and err.code == "NoCredentials"
+    for fix in ("aws configure", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "instance role"):
+        assert fix in str(err)
+
+
+def test_retry_after_is_carried() -> None:
+    err = translate(client_error("SlowDown", 503, {"retry-after": "3"}), URI)
+    assert err.retry_after == 3.0
+
+
+def test_retryability() -> None:
+    assert is_retryable(translate(client_error("SlowDown", 503), URI))
+    assert is_retryable(translate(client_error("InternalError", 500), URI))
+    assert is_retryable(translate(client_error("RequestTimeout", 400), URI))
+    assert is_retryable(translate(aiohttp.ClientPayloadError("cut"), URI))
+    assert is_retryable(translate(aiohttp.ServerDisconnectedError(), URI))
+    for code, status in (("AccessDenied", 403), ("NoSuchKey", 404), ("PreconditionFailed", 412),
+                         ("InvalidRequest", 400)):
+        assert not is_retryable(translate(client_error(code, status), URI))
+
+
+def test_redaction() -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    register_secret(secret)
+    text = (f"boom {secret} X-Amz-Signature=abcdef0123456789 "
+            "Signature=0123456789abcdef0123 aws_session_token=FQoGZXIvYXdzEJr")
+    cleaned = redact(text)
+    for leaked in (secret, "abcdef0123456789", "0123456789abcdef0123", "FQoGZXIvYXdzEJr"):
+        assert leaked not in cleaned
+    assert redact("s3://bucket/0123456789abcdef0123456789abcdef01234567.csv").endswith(".csv")
+
+
+def _state(attempt: int, exc: BaseException) -> RetryCallState:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.set_exception((type(exc), exc, None))
+    return state
+
+
+def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
+    policy = RetryPolicy(max_retries=5, backoff_factor=2.0, max_backoff=20.0)
+    plain = translate(client_error("SlowDown", 503), URI)
+    for attempt in range(1, 8):
+        waits = [policy._wait(_state(attempt, plain)) for _ in range(200)]
+        assert all(0 <= w <= min(20.0, 2.0 * 2 ** (attempt - 1)) for w in waits)
+    told = translate(client_error("SlowDown", 503, {"retry-after": "7"}), URI)
+    assert policy._wait(_state(1, told)) == 7.0
+    huge = translate(client_error("SlowDown", 503, {"retry-after": "3600"}), URI)
+    assert policy._wait(_state(1, huge)) == 20.0
+    with pytest.raises(ValueError):
+        RetryPolicy(max_retries=-1)
