@@ -280,7 +280,7 @@ class Ingester:
                                     "e.g. s3://my-bucket/path/to/file.csv")
         if mode not in ("append", "replace"):
             raise ValueError(f"mode must be 'append' or 'replace', got {mode!r}")
-        table = validate_table_name(table) if table else default_table_name(inputs)
+        table = validate_table_name(table) if table is not None else default_table_name(inputs)
         started = time.monotonic()
         report = IngestReport(table=table, db=self.db, started_at=datetime.now(UTC),
                               dry_run=dry_run)
@@ -304,6 +304,11 @@ class Ingester:
         for shown, exc in failures:
             await self._settle(run, FileResult(shown, _status_of(exc), error=ErrorInfo.of(exc),
                                                table=table), dry_run)
+        if failures and self.on_error == "abort" and not dry_run:
+            # An input that could not be expanded is the first failure: nothing more is fetched.
+            report.aborted = True
+            self._not_attempted(run, todo)
+            todo = []
         if dry_run:
             for src in todo:
                 action = "changed" if src.uri in loaded else "new"
@@ -375,12 +380,16 @@ class Ingester:
                 if isinstance(leftover, _Fetched):
                     leftover.discard()
         if run.report.aborted:
-            for src in todo:
-                if src.uri not in done:
-                    run.report.files.append(FileResult(
-                        src.uri, "skipped", bytes=src.size, etag=src.etag, table=run.table,
-                        error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
-                                        "the first failure (--on-error abort)")))
+            self._not_attempted(run, [src for src in todo if src.uri not in done])
+
+    @staticmethod
+    def _not_attempted(run: _Run, sources: Sequence[Source]) -> None:
+        """Report files an aborted run never tried (no ledger row: nothing was attempted)."""
+        for src in sources:
+            run.report.files.append(FileResult(
+                src.uri, "skipped", bytes=src.size, etag=src.etag, table=run.table,
+                error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
+                                "the first failure (--on-error abort)")))
 
     async def _write(self, run: _Run, item: _Fetched | _Failed) -> FileResult:
         src = item.source

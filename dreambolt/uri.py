@@ -35,6 +35,7 @@ __all__ = [
 _EXAMPLE = "s3://my-bucket/path/to/file.csv"
 _S3_SCHEMES = {"s3", "s3a", "s3n"}
 _WILDCARDS = "*?["
+_ESCAPE_OR_WILDCARD = re.compile(r"\\.|[*?\[]", re.DOTALL)
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 # A word, a colon, then a slash (`s3:/x`, `http:/x`) is a mistyped URI, never a local path; so is
@@ -172,9 +173,7 @@ def _global_region(found: re.Match[str]) -> str | None:
     return "us-east-1" if found.groupdict().get("endpoint") == "s3" and not found["cn"] else None
 
 
-def _checked(
-    text: str, bucket: str, key: str, region: str | None, version: str | None
-) -> S3Uri:
+def _checked(text: str, bucket: str, key: str, region: str | None, version: str | None) -> S3Uri:
     """Build the `S3Uri` once its bucket name follows AWS rules and a version has a key."""
     if problem := _bucket_problem(bucket):
         raise _invalid(text, problem)
@@ -222,22 +221,24 @@ def local_path(text: str) -> Path:
     """The filesystem path of a local source; `file://` URIs are percent-decoded."""
     stripped = text.strip()
     if not is_local(stripped):
-        raise InvalidS3UriError(
-            f"{text!r} is not a local path; expected e.g. data/file.csv, "
-            f"file:///abs/path/file.csv or an S3 URI such as {_EXAMPLE}"
-        )
+        raise _not_local(text)
     if stripped[:5].lower() != "file:":
         return Path(stripped)
     path = stripped[5:]
-    if path.startswith("//"):
+    if path.startswith("//"):  # file://HOST/path names a file on HOST; only this one is readable
         host, _, path = path[2:].partition("/")
         if host.lower() not in ("", "localhost"):
-            raise InvalidS3UriError(
-                f"{text!r} names a file on host {host!r}; write a local file as "
-                f"file:///abs/path/file.csv (or use an S3 URI such as {_EXAMPLE})"
-            )
+            raise _not_local(text)
         path = "/" + path
     return Path(unquote(path) or "/")
+
+
+def _not_local(text: str) -> InvalidS3UriError:
+    """The error for text that is not a local path, or names a file on another host."""
+    return InvalidS3UriError(
+        f"{text!r} is not a local path; expected e.g. data/file.csv, file:///abs/path/file.csv "
+        f"or an S3 URI such as {_EXAMPLE}"
+    )
 
 
 def has_glob(text: str) -> bool:
@@ -252,14 +253,9 @@ def glob_match(pattern: str, key: str) -> bool:
 
 def _first_wildcard(text: str) -> int:
     """Index of the first unescaped wildcard character in `text`, or -1."""
-    index = 0
-    while index < len(text):
-        if text[index] == "\\":
-            index += 2
-            continue
-        if text[index] in _WILDCARDS:
-            return index
-        index += 1
+    for found in _ESCAPE_OR_WILDCARD.finditer(text):
+        if found[0] in _WILDCARDS:
+            return found.start()
     return -1
 
 
@@ -270,12 +266,17 @@ def _unescape(text: str) -> str:
 
 _STAR, _GLOBSTAR, _GLOBSTAR_DIR = "[^/]*", ".*", "(?:.*/)?"
 _STARS = (_STAR, _GLOBSTAR, _GLOBSTAR_DIR)
+_GLOB_PIECES = {"**/": _GLOBSTAR_DIR, "**": _GLOBSTAR, "*": _STAR, "?": "[^/]"}
+# One glob element: `**/`, `**`, `*`, `?`, a class (a leading `]` is a member, as in fnmatch),
+# an escaped character, or any other single character (an unclosed `[` is literal).
+_GLOB_TOKEN = re.compile(r"\*\*/|\*\*|\*|\?|\[[!^]?+\]?+[^\]]*\]|\\.|.", re.DOTALL)
+_CLASS_MEMBER = re.compile(r"(.)-(.)|(.)", re.DOTALL)
 
 
 @functools.lru_cache(maxsize=256)
 def _compile_glob(pattern: str) -> re.Pattern[str]:
     """Translate a key glob into a regular expression (cached, globs repeat across listings)."""
-    tokens = _glob_tokens(pattern)
+    tokens = [_glob_piece(found[0]) for found in _GLOB_TOKEN.finditer(pattern)]
     parts: list[str] = []
     index = 0
     while index < len(tokens):
@@ -294,58 +295,24 @@ def _compile_glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def _glob_tokens(pattern: str) -> list[str]:
-    """Split a glob into regex pieces, one per element: `**/`, `**`, `*`, `?`, `[…]` or a char."""
-    tokens: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        index += 1
-        if char == "*" and pattern.startswith("*/", index):  # `**/`: zero or more whole segments
-            tokens.append(_GLOBSTAR_DIR)
-            index += 2
-        elif char == "*" and pattern.startswith("*", index):
-            tokens.append(_GLOBSTAR)
-            index += 1
-        elif char == "*":
-            tokens.append(_STAR)
-        elif char == "?":
-            tokens.append("[^/]")
-        elif char == "[" and (end := _class_end(pattern, index)) > 0:
-            tokens.append(_char_class(pattern[index:end]))
-            index = end + 1
-        elif char == "\\" and index < len(pattern):
-            tokens.append(re.escape(pattern[index]))
-            index += 1
-        else:
-            tokens.append(re.escape(char))
-    return tokens
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """Index of the `]` closing a character class whose body begins at `start`, or -1."""
-    index = start + 1 if pattern.startswith(("!", "^"), start) else start
-    if pattern.startswith("]", index):  # a leading `]` is a member, as in fnmatch
-        index += 1
-    return pattern.find("]", index)
+def _glob_piece(token: str) -> str:
+    """The regex for one glob element found by `_GLOB_TOKEN`."""
+    if token in _GLOB_PIECES:
+        return _GLOB_PIECES[token]
+    if token.startswith("[") and len(token) > 1:
+        return _char_class(token[1:-1])
+    return re.escape(token[-1])  # a plain or backslash-escaped character
 
 
 def _char_class(body: str) -> str:
     """Regex for a glob class body such as `a-z0-9` or `!._`; it never matches `/`."""
     negate = body[:1] in ("!", "^")
-    body = body[1:] if negate else body
     members: list[str] = []
-    index = 0
-    while index < len(body):
-        first = body[index]
-        if index + 2 < len(body) and body[index + 1] == "-":
-            last = body[index + 2]
-            if first <= last:  # an empty range like `z-a` matches nothing, as in fnmatch
-                members.append(f"{re.escape(first)}-{re.escape(last)}")
-            index += 3
-        else:
-            members.append(re.escape(first))
-            index += 1
+    for first, last, single in _CLASS_MEMBER.findall(body[1:] if negate else body):
+        if single:
+            members.append(re.escape(single))
+        elif first <= last:  # an empty range like `z-a` matches nothing, as in fnmatch
+            members.append(f"{re.escape(first)}-{re.escape(last)}")
     if not members:
         return "[^/]" if negate else "(?!)"
     return f"(?!/)[{'^' if negate else ''}{''.join(members)}]"

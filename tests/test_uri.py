@@ -238,6 +238,9 @@ def test_prefix_and_glob_properties(
         ("[]]", "]", True),
         ("[!]]", "a", True),
         ("[[]", "[", True),
+        ("[]", "[]", True),
+        ("[!]", "[!]", True),
+        ("[!]", "a", False),
         ("[+--]", ",", True),
         ("[a-]", "-", True),
         ("[a--]", "-", False),
@@ -308,9 +311,24 @@ def test_local_path_rejects_non_local(text: str) -> None:
 # --- property tests ---------------------------------------------------------------------------
 
 REGIONS = [
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
-    "eu-north-1", "ap-southeast-1", "ap-northeast-1", "ap-south-1", "sa-east-1", "ca-central-1",
-    "me-south-1", "af-south-1", "il-central-1", "us-gov-west-1", "cn-north-1", "cn-northwest-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-southeast-1",
+    "ap-northeast-1",
+    "ap-south-1",
+    "sa-east-1",
+    "ca-central-1",
+    "me-south-1",
+    "af-south-1",
+    "il-central-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
 ]
 
 
@@ -329,9 +347,9 @@ plain_buckets = st.from_regex(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", fullmatch=True
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 dotted_buckets = st.lists(_label, min_size=2, max_size=5).map(".".join).filter(_aws_valid)
 keys = st.text(min_size=1).filter(
-    lambda k: not k.startswith("/")
-    and k == k.strip()
-    and not re.search(r"\?versionId=[^?&/]+\Z", k)
+    lambda k: (
+        not k.startswith("/") and k == k.strip() and not re.search(r"\?versionId=[^?&/]+\Z", k)
+    )
 )
 regions = st.sampled_from(REGIONS)
 

@@ -7,6 +7,7 @@ transaction, so a killed process leaves every file either fully loaded or not at
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -186,6 +187,7 @@ class DuckDBSink:
         try:
             lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
                       "?::TIMESTAMPTZ AS _ingested_at"
+            exact = True
             if not self.table_columns(table):
                 self.con.execute(
                     f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {_FRAME}",
@@ -193,19 +195,27 @@ class DuckDBSink:
                 )
                 self._columns.pop(table, None)
             else:
-                self._reconcile(table, frame, uri)
+                exact = self._reconcile(table, frame, uri)
                 self.con.execute(
                     f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {_FRAME}",
                     [uri, etag, now],
                 )
-            self._accepted.setdefault(table, set()).add(_signature(frame))
+            if exact:  # values that needed converting must be checked again in every frame
+                self._accepted.setdefault(table, set()).add(_signature(frame))
         finally:
-            self.con.unregister(_FRAME)
+            # In a transaction DuckDB has aborted, unregister fails too; that error must not
+            # hide the one that aborted it (the block's exception is what the caller needs).
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(_FRAME)
 
-    def _reconcile(self, table: str, frame: pl.DataFrame, uri: str) -> None:
-        """Add new columns; refuse values that would not survive the table's column types."""
+    def _reconcile(self, table: str, frame: pl.DataFrame, uri: str) -> bool:
+        """Add new columns; refuse values that would not survive the table's column types.
+
+        Returns whether every column already had the table's type (no conversion checked).
+        """
         if _signature(frame) in self._accepted.get(table, set()):
-            return  # same shape as a frame already written in this session
+            return True  # same shape as a frame already written in this session
+        exact = True
         existing = {name.lower(): (name, kind) for name, kind in self.table_columns(table).items()}
         incoming = self.con.execute(f"DESCRIBE SELECT * FROM {_FRAME}").fetchall()
         for row in incoming:
@@ -217,6 +227,8 @@ class DuckDBSink:
             table_kind = existing[name.lower()][1]
             if table_kind != kind and kind != '"NULL"':
                 self._check_cast(table, uri, name, kind, table_kind)
+                exact = False
+        return exact
 
     def _check_cast(self, table: str, uri: str, column: str, kind: str, table_kind: str) -> None:
         col = quote(column)
