@@ -170,7 +170,7 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
         _fail(err, "no input: name S3 URIs or paths (e.g. s3://my-bucket/data/*.csv), or use "
               "--from-file", EXIT_USAGE)
     try:
-        if params["table"]:
+        if params["table"] is not None:
             validate_table_name(params["table"])
     except SinkError as exc:
         _fail(err, str(exc), EXIT_USAGE)

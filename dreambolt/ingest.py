@@ -123,6 +123,7 @@ class _Run:
     report: IngestReport
     spool: Path
     budget: _ByteBudget
+    rebuild: bool = False
     queue: asyncio.Queue[_Fetched | _Failed] = field(default_factory=lambda: asyncio.Queue(2))
 
 
@@ -293,8 +294,7 @@ class Ingester:
             if _fatal(exc):
                 raise exc
         run = _Run(table, uuid.uuid4().hex, report, Path(), _ByteBudget(self.memory_budget))
-        if mode == "replace" and not dry_run:
-            await self._db(sink.replace_table, table)
+        run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
         for src in sources:
@@ -404,7 +404,7 @@ class Ingester:
         try:
             rows, replaced = await self._db(
                 sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
-                frames=item.frames(), run_id=run.run_id,
+                frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
             )
         except (DreamBoltError, duckdb.Error, OSError) as exc:
             error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(
@@ -415,6 +415,7 @@ class Ingester:
             return result
         finally:
             item.discard()
+        run.rebuild = False
         result = FileResult(src.uri, "loaded", rows=rows, bytes=item.size, etag=item.etag,
                             table=run.table, replaced=replaced,
                             seconds=item.seconds + time.monotonic() - began)

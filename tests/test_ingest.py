@@ -564,6 +564,19 @@ async def test_replace_mode_rebuilds_the_table(tmp_path: Path) -> None:
     assert query(db, "SELECT count(*) FROM t") == [(3,)]
 
 
+async def test_replace_whose_files_all_fail_keeps_the_old_table(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.parquet"
+    good.write_text("id\n1\n2\n")
+    bad.write_bytes(b"PAR1 not really parquet")
+    db = tmp_path / "db.duckdb"
+    async with Ingester(db=db) as ing:
+        await ing.ingest(str(good), table="t")
+        report = await ing.ingest(str(bad), table="t", mode="replace")
+    assert report.count("skipped") == 1
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+    assert query(db, f"SELECT count(*) FROM {LEDGER} WHERE table_name = 't' AND active") == [(1,)]
+
+
 async def test_type_conflict_fails_the_file_and_leaves_the_table(tmp_path: Path) -> None:
     base = tmp_path / "base.csv"
     base.write_text("id,n\n1,10\n2,20\n")

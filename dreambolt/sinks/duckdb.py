@@ -105,22 +105,25 @@ class DuckDBSink:
 
     # --- writing -------------------------------------------------------------------------
 
-    def replace_table(self, table: str) -> None:
-        """Drop `table` and forget its loads, in one transaction (for mode="replace")."""
-        with self._transaction():
-            self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-            self.con.execute(f"UPDATE {LEDGER} SET active = false WHERE table_name = ?", [table])
-        self._forget(table)
-
     def write_file(
         self, table: str, *, uri: str, etag: str | None, size: int,
-        frames: Iterable[pl.DataFrame], run_id: str,
+        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False,
     ) -> tuple[int, bool]:
-        """Load one file (replacing an earlier version's rows); returns (rows, replaced)."""
+        """Load one file (replacing an earlier version's rows); returns (rows, replaced).
+
+        With `rebuild` (mode="replace"), the table is first dropped and its loads forgotten in
+        the same transaction, so a replace whose files all fail leaves the old table in place.
+        """
         now = datetime.now(UTC)
         rows = 0
         try:
             with self._transaction():
+                if rebuild:
+                    self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+                    self.con.execute(
+                        f"UPDATE {LEDGER} SET active = false WHERE table_name = ?", [table]
+                    )
+                    self._forget(table)
                 replaced = self._drop_previous(table, uri)
                 for frame in frames:
                     if frame.width:
