@@ -1,4 +1,4 @@
-"""The provider interface: what every embedder offers, the limits it batches at, and its counters."""
+"""The provider interface: what an embedder offers, the limits it batches at, its counters."""
 
 from __future__ import annotations
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable
-from typing import Any, cast
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import openai
+from openai.types import CreateEmbeddingResponse
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -26,8 +27,9 @@ from ..errors import EmbeddingError, redact
 from ._base import BatchLimits, EmbedStats, Vectors
 from ._tokens import TokenCounter, default_counter, plan_batches, prepare
 
-__all__ = ["OpenAIEmbedder", "is_retryable"]
+__all__ = ["OpenAIEmbedder", "is_retryable", "retry_after"]
 
+T = TypeVar("T")
 _RETRYABLE_STATUS = frozenset((408, 409, 429))
 # A 429 that waiting cannot fix: the account is out of credit.
 _FATAL_CODES = frozenset(("insufficient_quota", "billing_hard_limit_reached"))
@@ -170,8 +172,11 @@ class OpenAIEmbedder:
 
     async def _request(self, batch: list[str], tokens: int, stats: EmbedStats) -> Vectors:
         client, slots = self._connect()
+        retries = 0
 
         def count_retry(state: RetryCallState) -> None:
+            nonlocal retries
+            retries += 1
             stats.retries += 1
 
         retrying = AsyncRetrying(
@@ -189,14 +194,13 @@ class OpenAIEmbedder:
                             model=self.api_model, input=batch, encoding_format="base64"
                         )
             except openai.OpenAIError as exc:
-                raise self._translate(exc, attempts=stats.retries) from exc
+                raise self._translate(exc, retries=retries) from exc
         vectors = self._decode(response, len(batch))
-        usage = getattr(response, "usage", None)
-        stats.tokens_sent += getattr(usage, "prompt_tokens", None) or tokens
+        stats.tokens_sent += response.usage.prompt_tokens if response.usage else tokens
         stats.requests += 1
         return vectors
 
-    def _decode(self, response: Any, n: int) -> Vectors:
+    def _decode(self, response: CreateEmbeddingResponse, n: int) -> Vectors:
         data = sorted(response.data, key=lambda item: item.index)
         if len(data) != n or (data and data[-1].index != n - 1):
             raise EmbeddingError(
@@ -207,9 +211,7 @@ class OpenAIEmbedder:
             blob = b"".join(base64.b64decode(cast(str, r)) for r in raw)
             flat = np.frombuffer(blob, dtype="<f4").astype(np.float32, copy=False)
         else:  # a compatible server that ignores encoding_format=base64
-            flat = np.asarray(
-                [np.asarray(r, dtype=np.float32) for r in raw], dtype=np.float32
-            ).reshape(-1)
+            flat = np.asarray(raw, dtype=np.float32).reshape(-1)
         if flat.size % n:
             raise EmbeddingError(f"{self.model}: the embeddings API returned ragged vectors")
         vectors = flat.reshape(n, flat.size // n)
@@ -223,7 +225,7 @@ class OpenAIEmbedder:
             )
         return vectors
 
-    def _translate(self, exc: openai.OpenAIError, *, attempts: int) -> EmbeddingError:
+    def _translate(self, exc: openai.OpenAIError, *, retries: int) -> EmbeddingError:
         where = f"{self.model} at {self.base_url or 'api.openai.com'}"
         if isinstance(exc, openai.APIStatusError):
             status, code = exc.status_code, _error_code(exc)
@@ -237,15 +239,16 @@ class OpenAIEmbedder:
                 )
             elif is_retryable(exc):
                 message = (
-                    f"{where}: still failing after {attempts} retries (HTTP {status}"
+                    f"{where}: still failing after {retries} retries (HTTP {status}"
                     f"{', ' + code if code else ''}); lower --embed-concurrency or try later"
                 )
             else:
                 detail = _server_message(exc)
-                message = f"{where}: request refused (HTTP {status}){': ' + detail if detail else ''}"
+                message = f"{where}: request refused (HTTP {status})"
+                message += f": {detail}" if detail else ""
         elif isinstance(exc, openai.APIConnectionError):
             message = (
-                f"{where}: cannot reach the embeddings API after {attempts} retries "
+                f"{where}: cannot reach the embeddings API after {retries} retries "
                 f"({type(exc).__name__}); check --embed-base-url / OPENAI_BASE_URL and the network"
             )
         else:
@@ -262,19 +265,20 @@ def _server_message(exc: openai.APIStatusError) -> str | None:
     return None
 
 
-async def _gather_or_cancel(coros: Any) -> list[Vectors]:
-    """Run `coros` concurrently; on the first failure cancel the rest and raise that failure."""
-    tasks: list[asyncio.Task[Vectors]] = [
-        asyncio.ensure_future(cast(Awaitable[Vectors], c)) for c in coros
-    ]
+async def _gather_or_cancel(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `coros` at once, results in order; on the first failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:  # we were cancelled: take the requests down with us
         for task in tasks:
-            if not task.done():
-                task.cancel()
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise cast(BaseException, task.exception())
+        if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
     return [task.result() for task in tasks]

@@ -140,6 +140,7 @@ def load_cl100k() -> tiktoken.Encoding | None:
     )
 
 
+_MAX_INPUT_TOKENS = BatchLimits().max_input_tokens
 _lock = threading.Lock()
 
 
@@ -196,7 +197,7 @@ def plan_batches(tokens: Sequence[int], limits: BatchLimits) -> list[range]:
 
 
 def estimate(
-    texts: Sequence[str | None], *, max_input_tokens: int = BatchLimits.max_input_tokens
+    texts: Sequence[str | None], *, max_input_tokens: int = _MAX_INPUT_TOKENS
 ) -> tuple[int, int]:
     """For dry runs: (distinct non-empty texts, their cl100k tokens after truncation).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = ["LEDGER", "DuckDBSink", "quote", "validate_table_name"]
 LEDGER = "_dreambolt_loads"
 LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
 _FRAME = "__dreambolt_frame"
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 _LEDGER_DDL = f"""
@@ -64,13 +66,20 @@ def validate_table_name(name: str) -> str:
 class DuckDBSink:
     """Writes frames into DuckDB tables and keeps the load ledger."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, memory_limit: str | None = "256MB") -> None:
+        """Open (or create) the database; `memory_limit` caps DuckDB's buffer pool, which
+        otherwise keeps every block it wrote cached (DuckDB spills to disk past the cap)."""
         self.path = str(path)
+        if memory_limit and not _MEMORY.match(memory_limit):
+            raise SinkError(f"invalid DuckDB memory limit {memory_limit!r}; write e.g. '256MB'")
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.con = duckdb.connect(self.path)
+            if memory_limit:
+                self.con.execute(f"SET memory_limit = '{memory_limit}'")
             self.con.execute(_LEDGER_DDL)
+            self._drop_stale_stages()
         except (duckdb.Error, OSError) as exc:
             raise SinkError(
                 f"cannot open DuckDB database {self.path!r}: {exc}; check that the directory is "
@@ -78,6 +87,15 @@ class DuckDBSink:
             ) from exc
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._accepted: dict[str, set[tuple[tuple[str, str], ...]]] = {}  # table -> polars schemas
+
+    def _drop_stale_stages(self) -> None:
+        """Remove scratch tables a killed run left behind (their file was never committed)."""
+        stale = self.con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE starts_with(table_name, '_dreambolt_stage_')"
+        ).fetchall()
+        for (name,) in stale:
+            self.con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
 
     def close(self) -> None:
         """Close the connection (uncommitted work is rolled back)."""
@@ -107,16 +125,27 @@ class DuckDBSink:
 
     def write_file(
         self, table: str, *, uri: str, etag: str | None, size: int,
-        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False,
+        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False, staged: bool = False,
     ) -> tuple[int, bool]:
         """Load one file (replacing an earlier version's rows); returns (rows, replaced).
 
         With `rebuild` (mode="replace"), the table is first dropped and its loads forgotten in
         the same transaction, so a replace whose files all fail leaves the old table in place.
+        With `staged` (big files), batches are first committed one by one into a scratch table
+        and then moved in one transaction: DuckDB holds a transaction's appends in memory, so
+        this keeps memory bounded by a batch instead of by the file.
         """
         now = datetime.now(UTC)
-        rows = 0
+        stage = f"_dreambolt_stage_{uuid.uuid4().hex}" if staged else None
         try:
+            if stage is not None:
+                rows, signature = self._stage(stage, frames, uri)
+                parts: Iterable[tuple[str, tuple[tuple[str, str], ...], int]] = (
+                    [(stage, signature, rows)] if signature else []
+                )
+            else:
+                parts = (self._registered(frame, uri) for frame in frames if frame.width)
+            rows = 0
             with self._transaction():
                 if rebuild:
                     self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
@@ -125,15 +154,54 @@ class DuckDBSink:
                     )
                     self._forget(table)
                 replaced = self._drop_previous(table, uri)
-                for frame in frames:
-                    if frame.width:
-                        self._insert(table, frame, uri, etag, now)
-                        rows += frame.height
+                for source, signature, count in parts:
+                    try:
+                        self._insert(table, source, signature, uri, etag, now)
+                    finally:
+                        if source == _FRAME:
+                            # In a transaction DuckDB has aborted, unregister fails too; that
+                            # error must not hide the one that aborted it.
+                            with contextlib.suppress(duckdb.Error):
+                                self.con.unregister(_FRAME)
+                    rows += count
                 self._ledger(table, uri, etag, size, rows, "loaded", None, run_id, now, True)
         except BaseException:
             self._forget(table)  # DDL may have been rolled back with the transaction
             raise
+        finally:
+            if stage is not None:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
         return rows, replaced
+
+    def _registered(
+        self, frame: pl.DataFrame, uri: str
+    ) -> tuple[str, tuple[tuple[str, str], ...], int]:
+        """Expose a frame to SQL as `_FRAME`; returns (name, signature, rows)."""
+        _check_lineage(frame, uri)
+        self.con.register(_FRAME, frame.to_arrow())
+        return _FRAME, _signature(frame), frame.height
+
+    def _stage(
+        self, stage: str, frames: Iterable[pl.DataFrame], uri: str
+    ) -> tuple[int, tuple[tuple[str, str], ...]]:
+        """Commit batches one by one into a scratch table; returns (rows, signature)."""
+        rows = 0
+        signature: tuple[tuple[str, str], ...] = ()
+        for frame in frames:
+            if not frame.width:
+                continue
+            self._registered(frame, uri)
+            try:
+                if not signature:
+                    self.con.execute(f"CREATE TABLE {quote(stage)} AS SELECT * FROM {_FRAME}")
+                    signature = _signature(frame)
+                else:
+                    self.con.execute(f"INSERT INTO {quote(stage)} SELECT * FROM {_FRAME}")
+            finally:
+                self.con.unregister(_FRAME)
+            rows += frame.height
+        return rows, signature
 
     def record(
         self, table: str, *, uri: str, etag: str | None, size: int, status: str,
@@ -180,47 +248,40 @@ class DuckDBSink:
         return True
 
     def _insert(
-        self, table: str, frame: pl.DataFrame, uri: str, etag: str | None, now: datetime
+        self, table: str, source: str, signature: tuple[tuple[str, str], ...], uri: str,
+        etag: str | None, now: datetime,
     ) -> None:
-        clash = [c for c in LINEAGE if c in frame.columns]
-        if clash:
-            raise SinkError(f"{uri}: the file has column(s) {clash} that DreamBolt reserves for "
-                            "lineage; rename them before ingesting")
-        self.con.register(_FRAME, frame.to_arrow())
-        try:
-            lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
-                      "?::TIMESTAMPTZ AS _ingested_at"
-            exact = True
-            if not self.table_columns(table):
-                self.con.execute(
-                    f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {_FRAME}",
-                    [uri, etag, now],
-                )
-                self._columns.pop(table, None)
-            else:
-                exact = self._reconcile(table, frame, uri)
-                self.con.execute(
-                    f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {_FRAME}",
-                    [uri, etag, now],
-                )
-            if exact:  # values that needed converting must be checked again in every frame
-                self._accepted.setdefault(table, set()).add(_signature(frame))
-        finally:
-            # In a transaction DuckDB has aborted, unregister fails too; that error must not
-            # hide the one that aborted it (the block's exception is what the caller needs).
-            with contextlib.suppress(duckdb.Error):
-                self.con.unregister(_FRAME)
+        """Append the rows of relation `source` (a registered frame or a stage table)."""
+        lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
+                  "?::TIMESTAMPTZ AS _ingested_at"
+        exact = True
+        if not self.table_columns(table):
+            self.con.execute(
+                f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {quote(source)}",
+                [uri, etag, now],
+            )
+            self._columns.pop(table, None)
+        else:
+            exact = self._reconcile(table, source, signature, uri)
+            self.con.execute(
+                f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {quote(source)}",
+                [uri, etag, now],
+            )
+        if exact:  # values that needed converting must be checked again in every frame
+            self._accepted.setdefault(table, set()).add(signature)
 
-    def _reconcile(self, table: str, frame: pl.DataFrame, uri: str) -> bool:
+    def _reconcile(
+        self, table: str, source: str, signature: tuple[tuple[str, str], ...], uri: str
+    ) -> bool:
         """Add new columns; refuse values that would not survive the table's column types.
 
         Returns whether every column already had the table's type (no conversion checked).
         """
-        if _signature(frame) in self._accepted.get(table, set()):
+        if signature in self._accepted.get(table, set()):
             return True  # same shape as a frame already written in this session
         exact = True
         existing = {name.lower(): (name, kind) for name, kind in self.table_columns(table).items()}
-        incoming = self.con.execute(f"DESCRIBE SELECT * FROM {_FRAME}").fetchall()
+        incoming = self.con.execute(f"DESCRIBE SELECT * FROM {quote(source)}").fetchall()
         for row in incoming:
             name, kind = str(row[0]), str(row[1])
             if name.lower() not in existing:
@@ -229,14 +290,16 @@ class DuckDBSink:
                 continue
             table_kind = existing[name.lower()][1]
             if table_kind != kind and kind != '"NULL"':
-                self._check_cast(table, uri, name, kind, table_kind)
+                self._check_cast(table, source, uri, name, kind, table_kind)
                 exact = False
         return exact
 
-    def _check_cast(self, table: str, uri: str, column: str, kind: str, table_kind: str) -> None:
+    def _check_cast(
+        self, table: str, source: str, uri: str, column: str, kind: str, table_kind: str
+    ) -> None:
         col = quote(column)
         bad = self.con.execute(
-            f"SELECT {col}::VARCHAR FROM {_FRAME} WHERE {col} IS NOT NULL AND "
+            f"SELECT {col}::VARCHAR FROM {quote(source)} WHERE {col} IS NOT NULL AND "
             f"(TRY_CAST({col} AS {table_kind}) IS NULL "
             f"OR TRY_CAST(TRY_CAST({col} AS {table_kind}) AS {kind}) IS DISTINCT FROM {col}) "
             "LIMIT 1"
@@ -247,6 +310,13 @@ class DuckDBSink:
                 f"{table!r}, and a value ({bad[0][0]!r}) does not convert without loss; load the "
                 "file into another table (--table) or rebuild this one (--mode replace)"
             )
+
+
+def _check_lineage(frame: pl.DataFrame, uri: str) -> None:
+    clash = [c for c in LINEAGE if c in frame.columns]
+    if clash:
+        raise SinkError(f"{uri}: the file has column(s) {clash} that DreamBolt reserves for "
+                        "lineage; rename them before ingesting")
 
 
 def _signature(frame: pl.DataFrame) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,35 @@
+"""Embeddings: turn a text column into a vector column, batched, retried and cached by content.
+
+    embedder = make_embedder("text-embedding-3-small")          # or "local:all-MiniLM-L6-v2"
+    column = pick_text_column(frame, None)                       # "text" or the only string column
+    result, stats = await embed_texts(frame[column].to_list(), embedder, cache)
+    frame = frame.with_columns(result.to_series("embedding"))    # Array(Float32, dim), null-safe
+
+Providers follow the `Embedder` protocol; caches follow `EmbeddingCache` (`MemoryCache`, or the
+DuckDB table `_dreambolt_embeddings` through `AsyncCache`).
+"""
+
+from ._base import BatchLimits, Embedder, EmbedStats, Vectors, text_hash
+from ._cache import AsyncCache, EmbeddingCache, MemoryCache, Runner, SyncEmbeddingCache
+from ._column import Embeddings, embed_texts, pick_text_column
+from ._providers import MODELS, make_embedder
+from ._tokens import estimate
+
+__all__ = [
+    "MODELS",
+    "AsyncCache",
+    "BatchLimits",
+    "EmbedStats",
+    "Embedder",
+    "EmbeddingCache",
+    "Embeddings",
+    "MemoryCache",
+    "Runner",
+    "SyncEmbeddingCache",
+    "Vectors",
+    "embed_texts",
+    "estimate",
+    "make_embedder",
+    "pick_text_column",
+    "text_hash",
+]

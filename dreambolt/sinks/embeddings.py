@@ -1,0 +1,107 @@
+"""The embedding cache table, `_dreambolt_embeddings`, in the DuckDB file beside the data.
+
+Vectors are kept by (model, sha256 of the text), so re-ingesting a file, or ingesting another
+file with overlapping texts, sends only new texts to the provider. Calls are synchronous and
+must come from the thread that owns the connection; `dreambolt.embed.AsyncCache` adapts them.
+Reads and writes are set-based: hashes and vectors cross into DuckDB as Arrow tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from ..errors import SinkError
+
+__all__ = ["EMBEDDINGS_TABLE", "DuckDBEmbeddingCache"]
+
+EMBEDDINGS_TABLE = "_dreambolt_embeddings"
+_KEYS = "__dreambolt_embed_keys"
+_ROWS = "__dreambolt_embed_rows"
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {EMBEDDINGS_TABLE} (
+    model   VARCHAR NOT NULL,
+    sha256  VARCHAR NOT NULL,
+    dim     INTEGER NOT NULL,
+    vector  FLOAT[] NOT NULL,
+    PRIMARY KEY (model, sha256)
+)
+"""
+
+Vectors = npt.NDArray[np.float32]
+
+
+class DuckDBEmbeddingCache:
+    """Vectors by (model, sha256) in `_dreambolt_embeddings`; implements `SyncEmbeddingCache`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        try:
+            # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection
+            self.con.execute(_DDL).fetchall()
+        except duckdb.Error as exc:
+            raise SinkError(f"cannot create the embedding cache table: {exc}") from exc
+
+    def get(self, model: str, hashes: Sequence[str]) -> dict[str, Vectors]:
+        """The vectors stored under `model` for those of `hashes` that are known."""
+        if not hashes:
+            return {}
+        keys = pl.DataFrame({"sha256": list(hashes)}, schema={"sha256": pl.String})
+        try:
+            self.con.register(_KEYS, keys.to_arrow())
+            try:
+                table = self.con.sql(
+                    f"SELECT e.sha256, e.dim, e.vector FROM {_KEYS} k "
+                    f"JOIN {EMBEDDINGS_TABLE} e ON e.model = $model AND e.sha256 = k.sha256",
+                    params={"model": model},
+                ).to_arrow_table()
+            finally:
+                self.con.unregister(_KEYS)
+        except duckdb.Error as exc:
+            raise SinkError(f"cannot read the embedding cache: {exc}") from exc
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        found: dict[str, Vectors] = {}
+        # One group per dimension (normally exactly one): reshaped in bulk, not row by row.
+        for group in frame.partition_by("dim"):
+            dim = int(group["dim"][0])
+            matrix = group["vector"].list.to_array(dim).to_numpy().astype(np.float32, copy=False)
+            found.update(zip(group["sha256"].to_list(), matrix, strict=True))
+        return found
+
+    def put(self, model: str, vectors: Mapping[str, Vectors]) -> None:
+        """Store vectors by hash; hashes already stored under `model` keep their vector."""
+        if not vectors:
+            return
+        by_dim: dict[int, list[str]] = {}
+        for key, vector in vectors.items():
+            by_dim.setdefault(int(vector.shape[-1]), []).append(key)
+        try:
+            for dim, keys in by_dim.items():
+                matrix = np.stack([vectors[k] for k in keys]).astype(np.float32, copy=False)
+                rows = pl.DataFrame({"sha256": keys, "vector": matrix})
+                self.con.register(_ROWS, rows.to_arrow())
+                try:
+                    self.con.execute(
+                        f"INSERT INTO {EMBEDDINGS_TABLE} "
+                        f"SELECT $model, sha256, $dim, vector::FLOAT[] FROM {_ROWS} "
+                        "ON CONFLICT DO NOTHING",
+                        {"model": model, "dim": dim},
+                    ).fetchall()
+                finally:
+                    self.con.unregister(_ROWS)
+        except duckdb.Error as exc:
+            raise SinkError(f"cannot write the embedding cache: {exc}") from exc
+
+    def count(self, model: str | None = None) -> int:
+        """How many vectors are stored (for `model`, or for every model)."""
+        where, params = ("WHERE model = ?", [model]) if model is not None else ("", [])
+        rows = self.con.execute(
+            f"SELECT count(*) FROM {EMBEDDINGS_TABLE} {where}", params
+        ).fetchall()
+        return int(rows[0][0])
