@@ -239,7 +239,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(formats, "BLOCK_BYTES", 64)
     monkeypatch.setattr(formats, "INFER_ROWS", 5)
     monkeypatch.setattr(formats, "MAX_RECORD_BYTES", 4096)
-    monkeypatch.setattr(formats, "_READ_BYTES", 7)
+    monkeypatch.setattr(formats, "READ_BYTES", 7)
 
 
 @pytest.mark.usefixtures("small_blocks")

@@ -1,0 +1,143 @@
+"""Recognise a data file's format from its name, its first bytes and what the user declared."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import zstandard
+
+__all__ = ["HEAD_BYTES", "Compression", "FileFormat", "Format", "detect_format", "is_text"]
+
+Format = Literal["csv", "tsv", "parquet", "ndjson", "json", "ipc"]
+Compression = Literal["gzip", "zstd", "bz2"] | None
+
+HEAD_BYTES = 64  # all that detect_format looks at
+TEXT_KINDS = frozenset({"csv", "tsv", "ndjson", "json"})
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """What a file contains (`kind`) and how it is compressed, as decided by `detect_format`."""
+
+    kind: Format
+    compression: Compression = None
+
+    def __str__(self) -> str:
+        """Spell the format the way `--format` accepts it, e.g. ``csv.gz``."""
+        suffix = {"gzip": ".gz", "zstd": ".zst", "bz2": ".bz2", None: ""}[self.compression]
+        return f"{self.kind}{suffix}"
+
+
+def is_text(fmt: FileFormat) -> bool:
+    """Tell whether the format is line-oriented text (where an empty file means no rows)."""
+    return fmt.kind in TEXT_KINDS
+
+
+_KIND_NAMES: dict[str, Format] = {
+    "csv": "csv", "tsv": "tsv", "tab": "tsv", "parquet": "parquet", "pq": "parquet",
+    "ndjson": "ndjson", "jsonl": "ndjson", "json": "json", "arrow": "ipc", "ipc": "ipc",
+    "feather": "ipc",
+}
+_COMPRESSION_NAMES: dict[str, Compression] = {
+    "gz": "gzip", "gzip": "gzip", "zst": "zstd", "zstd": "zstd", "bz2": "bz2",
+}
+# "BZh", block size, then the magic of a first block or of an empty stream's end.
+_BZ2_MAGIC = re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)")
+_FIRST_CHAR = re.compile(rb"(?:\xef\xbb\xbf)?\s*(\S?)")
+
+
+def detect_format(name: str, head: bytes, declared: str | None = None) -> FileFormat:
+    """Decide a file's format from its name, its first bytes and an optional declared format.
+
+    Magic bytes beat the name for compression and for Parquet/IPC; `declared` (``csv``,
+    ``parquet``, ``csv.gz``, ``ndjson.zst``, ``jsonl`` ...) beats both for what it names. Without
+    a known extension or magic, text is sniffed: ``{`` NDJSON, ``[`` JSON, tabs TSV, else CSV.
+    Raises `ValueError` for a declared format that is none of these.
+    """
+    head = bytes(head[:HEAD_BYTES])
+    declared_kind, declared_compression = _parse_declared(declared)
+    name_kind, name_compression = _parse_name(name)
+    if declared_compression is not False:
+        compression = declared_compression
+    else:
+        compression = _compression_magic(head) if head else name_compression
+    if declared_kind is not None:
+        return FileFormat(declared_kind, compression)
+
+    start = _peek(head, compression)
+    first = first_char(start)
+    kind: Format
+    if start.startswith(b"PAR1"):
+        kind = "parquet"
+    elif start.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+        kind = "ipc"
+    elif name_kind == "json" and first not in (b"[", b""):
+        kind = "ndjson"
+    elif name_kind is not None:
+        kind = name_kind
+    elif first in (b"{", b"["):
+        kind = "ndjson" if first == b"{" else "json"
+    else:
+        line = start.split(b"\n", 1)[0]
+        kind = "tsv" if b"\t" in line and b"," not in line else "csv"
+    return FileFormat(kind, compression)
+
+
+def _parse_declared(declared: str | None) -> tuple[Format | None, Compression | Literal[False]]:
+    """Split e.g. ``csv.gz`` into kind and compression; False means no compression was named."""
+    kind: Format | None = None
+    compression: Compression | Literal[False] = False
+    tokens = declared.strip().lower().lstrip(".").split(".") if declared else []
+    for token in filter(None, tokens):
+        if token in _KIND_NAMES and kind is None:
+            kind = _KIND_NAMES[token]
+        elif token in _COMPRESSION_NAMES and compression is False:
+            compression = _COMPRESSION_NAMES[token]
+        else:
+            known = ", ".join(sorted({*_KIND_NAMES, *_COMPRESSION_NAMES}))
+            raise ValueError(
+                f"unknown format {declared!r}: give a kind, optionally with a compression, "
+                f"e.g. 'csv', 'parquet' or 'ndjson.gz' (known names: {known})"
+            )
+    return kind, compression
+
+
+def _parse_name(name: str) -> tuple[Format | None, Compression]:
+    parts = name.rsplit("/", 1)[-1].lower().split(".")[1:]
+    compression = _COMPRESSION_NAMES.get(parts[-1]) if parts else None
+    if compression is not None:
+        parts.pop()
+    return (_KIND_NAMES.get(parts[-1]) if parts else None), compression
+
+
+def _compression_magic(head: bytes) -> Compression:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    return "bz2" if _BZ2_MAGIC.match(head) else None
+
+
+def _peek(head: bytes, compression: Compression) -> bytes:
+    """Decompress what `head` allows, to sniff inside (best effort: bz2 needs whole blocks)."""
+    try:
+        if compression == "gzip":
+            return zlib.decompressobj(wbits=31).decompress(head)
+        if compression == "zstd":
+            return zstandard.ZstdDecompressor().decompressobj().decompress(head)
+    except (zlib.error, zstandard.ZstdError):
+        pass
+    return head if compression is None else b""
+
+
+
+
+
+
+def first_char(data: bytes) -> bytes:
+    """The first non-blank byte of text (after a UTF-8 BOM), or b"" for blank text."""
+    match = _FIRST_CHAR.match(data)
+    return match.group(1) if match else b""
