@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,12 +34,11 @@ from .errors import (
     S3NotFoundError,
     SinkError,
 )
-from .formats import HEAD_BYTES, FileFormat, detect_format, iter_file, read_bytes
+from .fetch import ByteBudget, Failed, Fetched, fetch
 from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener, Status
 from .s3 import S3Client
 from .sinks.duckdb import DuckDBSink, validate_table_name
 from .sources import Source, default_table_name, disk_temp_dir, expand
-from .transfer import download_object, read_object
 
 __all__ = ["Ingester"]
 
@@ -62,69 +61,15 @@ def _fatal(exc: BaseException) -> bool:
     return isinstance(exc, S3AuthError) and exc.code == "NoCredentials"
 
 
-class _ByteBudget:
-    """A counting semaphore of bytes: what fetched-but-unwritten files may hold in memory."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self._free = total
-        self._changed = asyncio.Condition()
-
-    async def acquire(self, amount: int) -> int:
-        amount = min(amount, self.total)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._free >= amount)
-            self._free -= amount
-        return amount
-
-    async def release(self, amount: int) -> None:
-        async with self._changed:
-            self._free += amount
-            self._changed.notify_all()
-
-
-@dataclass(slots=True)
-class _Fetched:
-    """A file that arrived: parsed in memory, or spooled on disk to be parsed in batches."""
-
-    source: Source
-    etag: str | None
-    size: int
-    frame: pl.DataFrame | None = None
-    path: Path | None = None
-    fmt: FileFormat | None = None
-    spooled: bool = False
-    cost: int = 0
-    seconds: float = 0.0
-
-    def frames(self) -> Iterator[pl.DataFrame]:
-        if self.frame is not None:
-            yield self.frame
-        elif self.path is not None and self.fmt is not None:
-            yield from iter_file(self.path, self.fmt, name=self.source.uri)
-
-    def discard(self) -> None:
-        if self.spooled and self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-@dataclass(slots=True)
-class _Failed:
-    source: Source
-    error: Exception
-    cost: int = 0
-    seconds: float = 0.0
-
-
 @dataclass(slots=True)
 class _Run:
     table: str
     run_id: str
     report: IngestReport
     spool: Path
-    budget: _ByteBudget
+    budget: ByteBudget
     rebuild: bool = False
-    queue: asyncio.Queue[_Fetched | _Failed] = field(default_factory=lambda: asyncio.Queue(2))
+    queue: asyncio.Queue[Fetched | Failed] = field(default_factory=lambda: asyncio.Queue(2))
 
 
 class Ingester:
@@ -208,35 +153,12 @@ class Ingester:
             self._sink = await self._db(DuckDBSink, self.db)
         return self._sink
 
-    async def _fetch(self, src: Source, spool: Path, declared: str | None) -> _Fetched:
-        """Bring one source in: parsed in memory if small, else spooled (or read in place)."""
-        progress = partial(self.listener.advanced, src.uri)
-        big = src.size > self.spool_threshold
-        if src.path is not None:  # a local file
-            if big:
-                with src.path.open("rb") as handle:
-                    fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
-                progress(src.size)
-                return _Fetched(src, src.etag, src.size, path=src.path, fmt=fmt)
-            data: bytes | bytearray = await asyncio.to_thread(src.path.read_bytes)
-            etag, size = src.etag, len(data)
-            progress(size)
-        else:
-            assert src.info is not None
-            client = await self._s3()
-            if big:
-                target = spool / uuid.uuid4().hex
-                info = await download_object(client, src.info, target, progress=progress)
-                with target.open("rb") as handle:
-                    fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
-                return _Fetched(src, info.etag or None, info.size, path=target, fmt=fmt,
-                                spooled=True)
-            info, data = await read_object(client, src.info, progress=progress)
-            etag, size = info.etag or None, info.size
-        view = memoryview(data)
-        fmt = detect_format(src.name, bytes(view[:HEAD_BYTES]), declared)
-        frame = await asyncio.to_thread(read_bytes, view, fmt, name=src.uri)
-        return _Fetched(src, etag, size, frame=frame, fmt=fmt)
+    async def _fetch(self, src: Source, spool: Path, declared: str | None) -> Fetched:
+        return await fetch(
+            src, client=self._s3, spool=spool, declared=declared,
+            spool_threshold=self.spool_threshold,
+            progress=partial(self.listener.advanced, src.uri),
+        )
 
     # --- load ----------------------------------------------------------------------------
 
@@ -293,7 +215,7 @@ class Ingester:
         for _, exc in failures:
             if _fatal(exc):
                 raise exc
-        run = _Run(table, uuid.uuid4().hex, report, Path(), _ByteBudget(self.memory_budget))
+        run = _Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget))
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
@@ -347,9 +269,9 @@ class Ingester:
             try:
                 async with gate:
                     self.listener.started(src.uri, src.size)
-                    item: _Fetched | _Failed = await self._fetch(src, run.spool, declared)
+                    item: Fetched | Failed = await self._fetch(src, run.spool, declared)
             except Exception as exc:  # every error becomes this file's result
-                item = _Failed(src, exc)
+                item = Failed(src, exc)
             except BaseException:
                 await run.budget.release(cost)
                 raise
@@ -366,7 +288,7 @@ class Ingester:
                 finally:
                     await run.budget.release(item.cost)
                 done.add(item.source.uri)
-                if isinstance(item, _Failed) and _fatal(item.error):
+                if isinstance(item, Failed) and _fatal(item.error):
                     raise item.error
                 if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
                     run.report.aborted = True
@@ -377,7 +299,7 @@ class Ingester:
             await asyncio.gather(*producers, return_exceptions=True)
             while not run.queue.empty():
                 leftover = run.queue.get_nowait()
-                if isinstance(leftover, _Fetched):
+                if isinstance(leftover, Fetched):
                     leftover.discard()
         if run.report.aborted:
             self._not_attempted(run, [src for src in todo if src.uri not in done])
@@ -391,9 +313,9 @@ class Ingester:
                 error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
                                 "the first failure (--on-error abort)")))
 
-    async def _write(self, run: _Run, item: _Fetched | _Failed) -> FileResult:
+    async def _write(self, run: _Run, item: Fetched | Failed) -> FileResult:
         src = item.source
-        if isinstance(item, _Failed):
+        if isinstance(item, Failed):
             result = FileResult(src.uri, _status_of(item.error), bytes=src.size, etag=src.etag,
                                 error=ErrorInfo.of(item.error), table=run.table,
                                 seconds=item.seconds)
