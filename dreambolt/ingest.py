@@ -37,12 +37,13 @@ from .errors import (
 from .fetch import ByteBudget, Failed, Fetched, fetch
 from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener, Status
 from .s3 import S3Client
-from .sinks.duckdb import DuckDBSink, validate_table_name
+from .sinks.duckdb import DuckDBSink, FileWrite, validate_table_name
 from .sources import Source, default_table_name, disk_temp_dir, expand
 
 __all__ = ["Ingester"]
 
 log = logging.getLogger("dreambolt.ingest")
+_GROUP_FILES = 64  # small files written per transaction at most
 T = TypeVar("T")
 OnError = Literal["skip", "abort"]
 Mode = Literal["append", "replace"]
@@ -69,7 +70,9 @@ class _Run:
     spool: Path
     budget: ByteBudget
     rebuild: bool = False
-    queue: asyncio.Queue[Fetched | Failed] = field(default_factory=lambda: asyncio.Queue(2))
+    queue: asyncio.Queue[Fetched | Failed] = field(
+        default_factory=lambda: asyncio.Queue(_GROUP_FILES)
+    )
 
 
 class Ingester:
@@ -219,13 +222,13 @@ class Ingester:
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
-        for src in sources:
-            if src not in todo:
-                await self._settle(run, FileResult(src.uri, "unchanged", etag=src.etag,
-                                                   table=table, bytes=src.size), dry_run)
-        for shown, exc in failures:
-            await self._settle(run, FileResult(shown, _status_of(exc), error=ErrorInfo.of(exc),
-                                               table=table), dry_run)
+        pending = {s.uri for s in todo}
+        await self._settle(run, [
+            *(FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
+              for src in sources if src.uri not in pending),
+            *(FileResult(shown, _status_of(exc), error=ErrorInfo.of(exc), table=table)
+              for shown, exc in failures),
+        ], dry_run)
         if failures and self.on_error == "abort" and not dry_run:
             # An input that could not be expanded is the first failure: nothing more is fetched.
             report.aborted = True
@@ -246,17 +249,16 @@ class Ingester:
         report.seconds = time.monotonic() - started
         return report
 
-    async def _settle(self, run: _Run, result: FileResult, dry_run: bool = False) -> None:
-        """Record a file's final state in the ledger and the report, and tell the listener."""
-        if not dry_run:
+    async def _settle(self, run: _Run, results: list[FileResult], dry_run: bool = False) -> None:
+        """Record files that were not loaded in the ledger and the report; tell the listener."""
+        if not dry_run and results:
             sink = await self.sink()
-            await self._db(sink.record, run.table, uri=result.uri, etag=result.etag,
-                           size=result.bytes, status=result.status, error=result.error,
-                           run_id=run.run_id)
-        run.report.files.append(result)
-        if result.error is not None and result.status != "unchanged":
-            log.warning("%s %s: %s", result.status, result.uri, result.error.message)
-        self.listener.finished(result)
+            await self._db(sink.record, run.table, results, run_id=run.run_id)
+        for result in results:
+            run.report.files.append(result)
+            if result.error is not None:
+                log.warning("%s %s: %s", result.status, result.uri, result.error.message)
+            self.listener.finished(result)
 
     async def _pipeline(self, run: _Run, todo: list[Source], declared: str | None) -> None:
         gate = asyncio.Semaphore(self.files_in_flight)
@@ -280,18 +282,28 @@ class Ingester:
 
         producers = [asyncio.create_task(produce(src)) for src in todo]
         done: set[str] = set()
+        remaining = len(todo)
         try:
-            for _ in todo:
-                item = await run.queue.get()
+            while remaining:
+                batch = [await run.queue.get()]
+                # Whatever else is ready is written in the same transaction (one commit, one
+                # insert per shape), except under --on-error abort, which goes file by file.
+                while (self.on_error == "skip" and len(batch) < _GROUP_FILES
+                       and not run.queue.empty()):
+                    batch.append(run.queue.get_nowait())
+                remaining -= len(batch)
                 try:
-                    result = await self._write(run, item)
+                    results = await self._write_batch(run, batch)
                 finally:
-                    await run.budget.release(item.cost)
-                done.add(item.source.uri)
-                if isinstance(item, Failed) and _fatal(item.error):
-                    raise item.error
-                if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
-                    run.report.aborted = True
+                    for item in batch:
+                        await run.budget.release(item.cost)
+                for item, result in zip(batch, results, strict=True):
+                    done.add(item.source.uri)
+                    if isinstance(item, Failed) and _fatal(item.error):
+                        raise item.error
+                    if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
+                        run.report.aborted = True
+                if run.report.aborted:
                     break
         finally:
             for task in producers:
@@ -303,6 +315,36 @@ class Ingester:
                     leftover.discard()
         if run.report.aborted:
             self._not_attempted(run, [src for src in todo if src.uri not in done])
+
+    async def _write_batch(self, run: _Run, batch: list[Fetched | Failed]) -> list[FileResult]:
+        """Write a batch: small parsed files together in one transaction, the rest one by one."""
+        small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
+        together: dict[str, FileResult] = {}
+        if len(small) > 1:
+            together = await self._write_together(run, small)  # {} if the group failed
+        return [together.get(item.source.uri) or await self._write(run, item) for item in batch]
+
+    async def _write_together(self, run: _Run, items: list[Fetched]) -> dict[str, FileResult]:
+        sink = await self.sink()
+        began = time.monotonic()
+        files = [FileWrite(i.source.uri, i.etag, i.size, i.frame)
+                 for i in items if i.frame is not None]
+        try:
+            outcome = await self._db(sink.write_many, run.table, files, run_id=run.run_id,
+                                     rebuild=run.rebuild)
+        except (DreamBoltError, duckdb.Error, OSError):
+            return {}  # one of them is bad: the caller writes them one by one to find it
+        run.rebuild = False
+        seconds = (time.monotonic() - began) / len(items)
+        results = {}
+        for item, (rows, replaced) in zip(items, outcome, strict=True):
+            result = FileResult(item.source.uri, "loaded", rows=rows, bytes=item.size,
+                                etag=item.etag, table=run.table, replaced=replaced,
+                                seconds=item.seconds + seconds)
+            run.report.files.append(result)
+            self.listener.finished(result)
+            results[item.source.uri] = result
+        return results
 
     @staticmethod
     def _not_attempted(run: _Run, sources: Sequence[Source]) -> None:
@@ -319,7 +361,7 @@ class Ingester:
             result = FileResult(src.uri, _status_of(item.error), bytes=src.size, etag=src.etag,
                                 error=ErrorInfo.of(item.error), table=run.table,
                                 seconds=item.seconds)
-            await self._settle(run, result)
+            await self._settle(run, [result])
             return result
         sink = await self.sink()
         began = time.monotonic()
@@ -334,7 +376,7 @@ class Ingester:
                 f"{src.uri}: DuckDB refused the rows: {exc}")
             result = FileResult(src.uri, _status_of(error), bytes=item.size, etag=item.etag,
                                 error=ErrorInfo.of(error), table=run.table)
-            await self._settle(run, result)
+            await self._settle(run, [result])
             return result
         finally:
             item.discard()

@@ -684,3 +684,20 @@ async def test_invalid_table_name_raises_before_anything_is_written(tmp_path: Pa
                 await ing.ingest(str(data), table=bad)
     assert query(db, "SELECT count(*) FROM y") == [(1,)]
     assert query(db, f"SELECT count(*) FROM {LEDGER}") == before
+
+
+async def test_one_bad_file_in_a_written_group_fails_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.csv").write_text(f"id,n\n{i},{i}\n")
+    (folder / "05.csv").write_text("id,n\n5,abc\n")  # 'n' is BIGINT in the others
+    db = tmp_path / "db.duckdb"
+    async with Ingester(db=db) as ing:
+        await ing.ingest(str(folder / "00.csv"), table="t")  # fixes the column types
+        report = await ing.ingest(str(folder), table="t")
+    failed = [f for f in report.files if f.status == "failed"]
+    assert [f.uri.rsplit("/", 1)[-1] for f in failed] == ["05.csv"]
+    assert failed[0].error is not None and "'n'" in failed[0].error.message
+    assert report.count("loaded") == 10 and report.count("unchanged") == 1
+    assert query(db, "SELECT count(*), count(DISTINCT _source_uri) FROM t") == [(11, 11)]

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from dreambolt.errors import FormatError, SinkError
-from dreambolt.sinks.duckdb import LEDGER, DuckDBSink
+from dreambolt.sinks.duckdb import LEDGER, DuckDBSink, FileWrite
 
 
 def tables(db: Path) -> set[str]:
@@ -54,3 +54,22 @@ def test_stale_stage_tables_are_dropped_on_open(tmp_path: Path) -> None:
 def test_bad_memory_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="memory limit"):
         DuckDBSink(tmp_path / "s.duckdb", memory_limit="1GB'; DROP TABLE x; --")
+
+
+def test_write_many_commits_a_group_or_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    sink = DuckDBSink(db)
+    good = [FileWrite(f"s3://b/{i}.csv", f'"{i}"', 10, pl.DataFrame({"n": [i, i + 1]}))
+            for i in range(3)]
+    assert sink.write_many("t", good, run_id="r") == [(2, False)] * 3
+    bad = FileWrite("s3://b/bad.csv", '"x"', 10, pl.DataFrame({"n": ["abc"]}))
+    again = FileWrite("s3://b/0.csv", '"new"', 10, pl.DataFrame({"n": [7]}))
+    with pytest.raises(SinkError, match="'n'"):
+        sink.write_many("t", [again, bad], run_id="r")
+    assert sink.write_many("t", [again], run_id="r") == [(1, True)]
+    sink.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT _source_uri, n FROM t ORDER BY 1, 2").fetchall() == [
+            ("s3://b/0.csv", 7), ("s3://b/1.csv", 1), ("s3://b/1.csv", 2),
+            ("s3://b/2.csv", 2), ("s3://b/2.csv", 3)]
+        assert con.execute(f"SELECT count(*) FROM {LEDGER} WHERE active").fetchall() == [(3,)]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,32 +20,27 @@ import duckdb
 import polars as pl
 
 from ..errors import SinkError
-from ..report import ErrorInfo
+from ..report import FileResult
+from . import ledger
+from .ledger import LEDGER
 
-__all__ = ["LEDGER", "DuckDBSink", "quote", "validate_table_name"]
+__all__ = ["LEDGER", "DuckDBSink", "FileWrite", "quote", "validate_table_name"]
 
-LEDGER = "_dreambolt_loads"
 LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
 _FRAME = "__dreambolt_frame"
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-_LEDGER_DDL = f"""
-CREATE TABLE IF NOT EXISTS {LEDGER} (
-    table_name  VARCHAR NOT NULL,
-    uri         VARCHAR NOT NULL,
-    etag        VARCHAR,
-    size        BIGINT,
-    rows        BIGINT,
-    status      VARCHAR NOT NULL,  -- loaded | unchanged | skipped | failed
-    error_type  VARCHAR,
-    error_code  VARCHAR,
-    error       VARCHAR,
-    run_id      VARCHAR,
-    loaded_at   TIMESTAMPTZ NOT NULL,
-    active      BOOLEAN NOT NULL   -- this row describes the rows now in the table
-)
-"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """One small file's parsed rows, for `DuckDBSink.write_many`."""
+
+    uri: str
+    etag: str | None
+    size: int
+    frame: pl.DataFrame
 
 
 def quote(name: str) -> str:
@@ -78,7 +74,7 @@ class DuckDBSink:
             self.con = duckdb.connect(self.path)
             if memory_limit:
                 self.con.execute(f"SET memory_limit = '{memory_limit}'")
-            self.con.execute(_LEDGER_DDL)
+            ledger.create(self.con)
             self._drop_stale_stages()
         except (duckdb.Error, OSError) as exc:
             raise SinkError(
@@ -105,10 +101,7 @@ class DuckDBSink:
 
     def loaded(self, table: str) -> dict[str, str | None]:
         """uri -> etag of every file whose rows are in `table` now."""
-        rows = self.con.execute(
-            f"SELECT uri, etag FROM {LEDGER} WHERE table_name = ? AND active", [table]
-        ).fetchall()
-        return {uri: etag for uri, etag in rows}
+        return ledger.active_loads(self.con, table)
 
     def table_columns(self, table: str) -> dict[str, str]:
         """Column -> DuckDB type of `table` ({} when it does not exist)."""
@@ -148,12 +141,8 @@ class DuckDBSink:
             rows = 0
             with self._transaction():
                 if rebuild:
-                    self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-                    self.con.execute(
-                        f"UPDATE {LEDGER} SET active = false WHERE table_name = ?", [table]
-                    )
-                    self._forget(table)
-                replaced = self._drop_previous(table, uri)
+                    self._drop_table(table)
+                replaced = bool(self._drop_previous(table, [uri]))
                 for source, signature, count in parts:
                     try:
                         self._insert(table, source, signature, uri, etag, now)
@@ -164,7 +153,9 @@ class DuckDBSink:
                             with contextlib.suppress(duckdb.Error):
                                 self.con.unregister(_FRAME)
                     rows += count
-                self._ledger(table, uri, etag, size, rows, "loaded", None, run_id, now, True)
+                done = FileResult(uri, "loaded", rows=rows, bytes=size, etag=etag)
+                ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now,
+                           active=True)
         except BaseException:
             self._forget(table)  # DDL may have been rolled back with the transaction
             raise
@@ -173,6 +164,51 @@ class DuckDBSink:
                 with contextlib.suppress(duckdb.Error):
                     self.con.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
         return rows, replaced
+
+    def write_many(
+        self, table: str, files: Sequence[FileWrite], *, run_id: str, rebuild: bool = False,
+    ) -> list[tuple[int, bool]]:
+        """Load several small in-memory files in one transaction; returns (rows, replaced) each.
+
+        Each file's rows still commit with its ledger row, as with `write_file`; files of one
+        shape go in as one Arrow batch. If anything fails the whole group rolls back and the
+        error propagates: the caller then writes the files one by one to find the culprit.
+        """
+        now = datetime.now(UTC)
+        groups: dict[tuple[tuple[str, str], ...], list[pl.DataFrame]] = {}
+        for f in files:
+            if f.frame.width:
+                _check_lineage(f.frame, f.uri)
+                groups.setdefault(_signature(f.frame), []).append(f.frame.with_columns(
+                    pl.lit(f.uri, pl.String).alias("_source_uri"),
+                    pl.lit(f.etag, pl.String).alias("_source_etag"),
+                ))
+        try:
+            with self._transaction():
+                if rebuild:
+                    self._drop_table(table)
+                replaced = self._drop_previous(table, [f.uri for f in files])
+                for signature, frames in groups.items():
+                    batch = frames[0] if len(frames) == 1 else pl.concat(frames)
+                    self.con.register(_FRAME, batch.to_arrow())
+                    try:
+                        self._insert(table, _FRAME, signature, None, None, now)
+                    finally:
+                        with contextlib.suppress(duckdb.Error):
+                            self.con.unregister(_FRAME)
+                done = [FileResult(f.uri, "loaded", rows=f.frame.height, bytes=f.size,
+                                   etag=f.etag) for f in files]
+                ledger.add(self.con, table, ledger.rows_of(done), run_id=run_id, at=now,
+                           active=True)
+        except BaseException:
+            self._forget(table)
+            raise
+        return [(f.frame.height, f.uri in replaced) for f in files]
+
+    def _drop_table(self, table: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+        ledger.deactivate(self.con, table)
+        self._forget(table)
 
     def _registered(
         self, frame: pl.DataFrame, uri: str
@@ -203,13 +239,12 @@ class DuckDBSink:
             rows += frame.height
         return rows, signature
 
-    def record(
-        self, table: str, *, uri: str, etag: str | None, size: int, status: str,
-        error: ErrorInfo | None, run_id: str,
-    ) -> None:
-        """Add a ledger row for a file that was not loaded (unchanged, skipped or failed)."""
-        with self._transaction():
-            self._ledger(table, uri, etag, size, 0, status, error, run_id, datetime.now(UTC), False)
+    def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
+        """Add ledger rows, in one statement, for files that were not loaded."""
+        if results:
+            with self._transaction():
+                ledger.add(self.con, table, ledger.rows_of(results), run_id=run_id,
+                           at=datetime.now(UTC), active=False)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -220,52 +255,42 @@ class DuckDBSink:
         self._columns.pop(table, None)
         self._accepted.pop(table, None)
 
-    def _ledger(
-        self, table: str, uri: str, etag: str | None, size: int, rows: int, status: str,
-        error: ErrorInfo | None, run_id: str, at: datetime, active: bool,
-    ) -> None:
-        self.con.execute(
-            f"INSERT INTO {LEDGER} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [table, uri, etag, size, rows, status,
-             error.type if error else None, error.code if error else None,
-             error.message if error else None, run_id, at, active],
-        )
-
-    def _drop_previous(self, table: str, uri: str) -> bool:
-        # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection
-        (previous,), = self.con.execute(
-            f"SELECT count(*) FROM {LEDGER} WHERE table_name = ? AND uri = ? AND active",
-            [table, uri],
-        ).fetchall()
-        if not previous:
-            return False
-        if self.table_columns(table):
-            self.con.execute(f"DELETE FROM {quote(table)} WHERE _source_uri = ?", [uri])
-        self.con.execute(
-            f"UPDATE {LEDGER} SET active = false WHERE table_name = ? AND uri = ? AND active",
-            [table, uri],
-        )
-        return True
+    def _drop_previous(self, table: str, uris: Sequence[str]) -> set[str]:
+        """Delete the rows of earlier loads of these files; returns the URIs that had some."""
+        previous = ledger.active_among(self.con, table, uris)
+        if previous:
+            if self.table_columns(table):
+                self.con.execute(f"DELETE FROM {quote(table)} WHERE _source_uri IN "
+                                 "(SELECT unnest(?::VARCHAR[]))", [list(previous)])
+            ledger.deactivate(self.con, table, list(previous))
+        return previous
 
     def _insert(
-        self, table: str, source: str, signature: tuple[tuple[str, str], ...], uri: str,
+        self, table: str, source: str, signature: tuple[tuple[str, str], ...], uri: str | None,
         etag: str | None, now: datetime,
     ) -> None:
-        """Append the rows of relation `source` (a registered frame or a stage table)."""
-        lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
-                  "?::TIMESTAMPTZ AS _ingested_at"
+        """Append the rows of relation `source` (a registered frame or a stage table).
+
+        With `uri` None the source already carries `_source_uri` and `_source_etag` per row.
+        """
+        params: list[object]
+        if uri is None:
+            lineage, params = "?::TIMESTAMPTZ AS _ingested_at", [now]
+        else:
+            lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
+                      "?::TIMESTAMPTZ AS _ingested_at"
+            params = [uri, etag, now]
         exact = True
         if not self.table_columns(table):
             self.con.execute(
-                f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {quote(source)}",
-                [uri, etag, now],
+                f"CREATE TABLE {quote(table)} AS SELECT *, {lineage} FROM {quote(source)}", params
             )
             self._columns.pop(table, None)
         else:
-            exact = self._reconcile(table, source, signature, uri)
+            exact = self._reconcile(table, source, signature, uri or "these files")
             self.con.execute(
                 f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {quote(source)}",
-                [uri, etag, now],
+                params,
             )
         if exact:  # values that needed converting must be checked again in every frame
             self._accepted.setdefault(table, set()).add(signature)
