@@ -141,12 +141,17 @@ async def embed_texts(
             f"(DELETE FROM _dreambolt_embeddings WHERE model = '{embedder.model}') and run again"
         )
     dim = dims.pop()
-    table = np.empty((len(distinct), dim), dtype=np.float32)
-    for i, h in enumerate(hashes):
-        if h in found:
-            table[i] = found[h]
-    for part, vectors in new_parts:
-        table[part] = vectors
+    if not found and len(new_parts) == 1:  # all new: already in `distinct` order, no copy
+        table = new_parts[0][1]
+    else:
+        table = np.empty((len(distinct), dim), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            if h in found:
+                table[i] = found[h]
+        for part, vectors in new_parts:
+            table[part] = vectors
+    if len(distinct) == n:  # no nulls and no duplicates: rows are `distinct` in order
+        return Embeddings(table, valid, dim), stats
     out = np.zeros((n, dim), dtype=np.float32)
     out[valid] = table[slot[valid]]
     return Embeddings(out, valid, dim), stats

@@ -105,7 +105,10 @@ class LocalEmbedder:
         parts = []
         for start in range(0, len(texts), self.chunk):
             part = texts[start : start + self.chunk]
-            vectors, tokens, truncated = await asyncio.to_thread(self._encode, part)
+            try:
+                vectors, tokens, truncated = await asyncio.to_thread(self._encode, part)
+            except Exception as exc:
+                raise EmbeddingError(f"{self.model}: encoding failed: {exc}") from exc
             stats.tokens_sent += tokens
             stats.truncated += truncated
             stats.requests += 1

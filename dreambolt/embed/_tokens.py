@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     import tiktoken
 
 __all__ = [
+    "BatchPlanner",
     "ByteCounter",
     "Prepared",
     "TiktokenCounter",
@@ -89,9 +91,9 @@ class TiktokenCounter:
         self.name = encoding.name
 
     def count(self, texts: Sequence[str]) -> list[int]:
-        if len(texts) < 64:
-            return [len(self.encoding.encode_ordinary(t)) for t in texts]
-        return [len(ids) for ids in self.encoding.encode_ordinary_batch(list(texts))]
+        # A plain loop: encode_ordinary_batch's thread pool measured 3-8x slower here.
+        encode = self.encoding.encode_ordinary
+        return [len(encode(t)) for t in texts]
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, int]:
         ids = self.encoding.encode_ordinary(text)
@@ -121,8 +123,6 @@ def load_cl100k() -> tiktoken.Encoding | None:
     path = _cl100k_file()
     if path is None:
         return None
-    import hashlib
-
     import tiktoken
 
     data = path.read_bytes()
@@ -177,23 +177,50 @@ def prepare(texts: Sequence[str], counter: TokenCounter, max_input_tokens: int) 
     return Prepared(out, tokens, truncated)
 
 
-def plan_batches(tokens: Sequence[int], limits: BatchLimits) -> list[range]:
-    """Cut inputs, in order, into contiguous requests within `limits` (greedy, fewest requests).
+class BatchPlanner:
+    """Cuts a stream of inputs, in order, into contiguous requests within `limits`.
 
-    Every count must already be at most `limits.max_input_tokens`.
+    Greedy: a request takes inputs until the next one would break a limit, which gives the
+    fewest requests for inputs in a fixed order. Feed counts with `add`; it returns the range
+    of a request when one is complete. `finish` returns the last one.
     """
-    batches: list[range] = []
-    start, total = 0, 0
-    for i, n in enumerate(tokens):
-        if n > limits.max_input_tokens:
-            raise ValueError(f"input {i} has {n} tokens, over {limits.max_input_tokens}")
-        if i > start and (i - start >= limits.max_inputs or total + n > limits.max_tokens):
-            batches.append(range(start, i))
-            start, total = i, 0
-        total += n
-    if start < len(tokens):
-        batches.append(range(start, len(tokens)))
-    return batches
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self.limits = limits
+        self._start = 0
+        self._next = 0
+        self._total = 0
+
+    def add(self, tokens: int) -> range | None:
+        """Add the next input's token count; returns a complete request's range, if any."""
+        limits, i = self.limits, self._next
+        if tokens > limits.max_input_tokens:
+            raise ValueError(f"input {i} has {tokens} tokens, over {limits.max_input_tokens}")
+        done = None
+        if i > self._start and (
+            i - self._start >= limits.max_inputs or self._total + tokens > limits.max_tokens
+        ):
+            done = range(self._start, i)
+            self._start, self._total = i, 0
+        self._total += tokens
+        self._next = i + 1
+        return done
+
+    def finish(self) -> range | None:
+        """The last, partly filled request (None when there is none)."""
+        if self._start == self._next:
+            return None
+        done = range(self._start, self._next)
+        self._start = self._next
+        return done
+
+
+def plan_batches(tokens: Sequence[int], limits: BatchLimits) -> list[range]:
+    """Cut inputs with these token counts into requests (see `BatchPlanner`)."""
+    planner = BatchPlanner(limits)
+    batches = [b for b in map(planner.add, tokens) if b is not None]
+    last = planner.finish()
+    return [*batches, last] if last is not None else batches
 
 
 def estimate(
