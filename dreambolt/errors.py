@@ -13,6 +13,7 @@ The tree::
     │   └── S3GenericError
     ├── FormatError
     ├── EmbeddingError
+    │   └── EmbeddingAuthError
     └── SinkError
 
 `translate()` maps botocore, aiohttp and credential exceptions onto the S3 branch by error code and
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "DreamBoltError",
+    "EmbeddingAuthError",
     "EmbeddingError",
     "FormatError",
     "InvalidS3UriError",
@@ -105,6 +107,11 @@ class FormatError(DreamBoltError):
 
 class EmbeddingError(DreamBoltError):
     """Raised when the embedding provider refused or failed, after retries."""
+
+
+class EmbeddingAuthError(EmbeddingError):
+    """Raised when there is no API key, or the provider refused it (401/403, no quota):
+    every file would fail alike, so the run stops."""
 
 
 class SinkError(DreamBoltError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,7 @@ class Fetched:
     cost: int = 0
     seconds: float = 0.0
 
-    def frames(self) -> Iterator[pl.DataFrame]:
+    def frames(self) -> Generator[pl.DataFrame, None, None]:
         """The file's rows: the parsed frame, or batches parsed from the file on disk."""
         if self.frame is not None:
             yield self.frame

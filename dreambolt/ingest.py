@@ -17,63 +17,32 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import duckdb
 import polars as pl
 
+from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from .errors import (
     DreamBoltError,
-    FormatError,
     InvalidS3UriError,
-    S3AuthError,
-    S3NotFoundError,
-    SinkError,
 )
 from .fetch import ByteBudget, Failed, Fetched, fetch
-from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener, Status
+from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from .s3 import S3Client
-from .sinks.duckdb import DuckDBSink, FileWrite, validate_table_name
+from .sinks.duckdb import DuckDBSink, validate_table_name
+from .sinks.embeddings import DuckDBEmbeddingCache
 from .sources import Source, default_table_name, disk_temp_dir, expand
+from .write import GROUP_FILES, Run, Writer, is_fatal, status_of
 
 __all__ = ["Ingester"]
 
 log = logging.getLogger("dreambolt.ingest")
-_GROUP_FILES = 64  # small files written per transaction at most
 T = TypeVar("T")
 OnError = Literal["skip", "abort"]
 Mode = Literal["append", "replace"]
-
-# Skipped with a warning: the object cannot be read as it is. Anything else is "failed".
-_SKIPPED = (S3AuthError, S3NotFoundError, FormatError, FileNotFoundError, PermissionError,
-            IsADirectoryError)
-
-
-def _status_of(exc: BaseException) -> Status:
-    return "skipped" if isinstance(exc, _SKIPPED) else "failed"
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Errors that would fail every file alike: stop the run instead of failing each one."""
-    return isinstance(exc, S3AuthError) and exc.code == "NoCredentials"
-
-
-@dataclass(slots=True)
-class _Run:
-    table: str
-    run_id: str
-    report: IngestReport
-    spool: Path
-    budget: ByteBudget
-    rebuild: bool = False
-    queue: asyncio.Queue[Fetched | Failed] = field(
-        default_factory=lambda: asyncio.Queue(_GROUP_FILES)
-    )
-
 
 class Ingester:
     """Loads files from S3 or local disk into polars frames (`load`) or a DuckDB table (`ingest`).
@@ -94,9 +63,19 @@ class Ingester:
         files_in_flight: int = 8,
         memory_budget: int = 1 << 30,
         spool_threshold: int = 64 << 20,
+        embed: str | Embedder | None = None,
+        embed_column: str | None = None,
+        embed_base_url: str | None = None,
     ) -> None:
+        """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
+        and ValueError for an unknown model name: before anything is downloaded."""
         if on_error not in ("skip", "abort"):
             raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
+        self.embedder = (
+            make_embedder(embed, base_url=embed_base_url) if isinstance(embed, str) else embed
+        )
+        self._own_embedder = isinstance(embed, str)
+        self.embed_column = embed_column
         self.db = str(db)
         self._db_uri = Path(self.db).resolve().as_uri()
         self.on_error = on_error
@@ -112,6 +91,7 @@ class Ingester:
         self._client_lock = asyncio.Lock()
         self._sink: DuckDBSink | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dreambolt-db")
+        self._memory_cache = MemoryCache()
 
     async def __aenter__(self) -> Ingester:
         return self
@@ -121,6 +101,9 @@ class Ingester:
 
     async def close(self) -> None:
         """Finish the database work in progress (it commits or rolls back whole), then close."""
+        if self._own_embedder and self.embedder is not None:
+            await self.embedder.aclose()
+            self._own_embedder = False
         if self._own_client and self._client is not None:
             await self._client.close()
             self._client = None
@@ -165,19 +148,34 @@ class Ingester:
 
     # --- load ----------------------------------------------------------------------------
 
-    async def load(self, uri: str, *, format: str | None = None) -> pl.DataFrame:
-        """Read a file (or every file under a prefix/glob) into one polars DataFrame."""
+    async def load(
+        self, uri: str, *, format: str | None = None, embed: str | Embedder | None = None,
+        embed_column: str | None = None,
+    ) -> pl.DataFrame:
+        """Read a file (or every file under a prefix/glob) into one polars DataFrame.
+
+        With `embed` (or the Ingester's own embedder) an `embedding` column is added; vectors
+        are cached in memory for the Ingester's lifetime (load writes nothing to the database).
+        """
         sources, failures = await expand([uri], self._s3)
         if failures:
             raise failures[0][1]
+        embedder = make_embedder(embed) if isinstance(embed, str) else embed or self.embedder
+        stage = None
+        if embedder is not None:
+            stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
         spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
         try:
             fetched = await asyncio.gather(
                 *(self._fetch(src, spool, format or self.format) for src in sources)
             )
+            if stage is not None:
+                fetched = [await stage.apply(item, spool) for item in fetched]
             frames = [frame for item in fetched for frame in item.frames() if frame.width]
         finally:
             shutil.rmtree(spool, ignore_errors=True)
+            if isinstance(embed, str) and embedder is not None:
+                await embedder.aclose()
         if not frames:
             return pl.DataFrame()
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
@@ -216,51 +214,65 @@ class Ingester:
         own = {self._db_uri + suffix for suffix in ("", ".wal")}
         sources = [s for s in sources if s.uri not in own]  # never ingest the database itself
         for _, exc in failures:
-            if _fatal(exc):
+            if is_fatal(exc):
                 raise exc
-        run = _Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget))
+        run = Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget))
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
         pending = {s.uri for s in todo}
-        await self._settle(run, [
+        writer = Writer(sink, self._db, self.listener)
+        await writer.settle(run, [
             *(FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
               for src in sources if src.uri not in pending),
-            *(FileResult(shown, _status_of(exc), error=ErrorInfo.of(exc), table=table)
+            *(FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
               for shown, exc in failures),
         ], dry_run)
         if failures and self.on_error == "abort" and not dry_run:
             # An input that could not be expanded is the first failure: nothing more is fetched.
             report.aborted = True
-            self._not_attempted(run, todo)
+            writer.not_attempted(run, todo)
             todo = []
-        if dry_run:
-            for src in todo:
-                action = "changed" if src.uri in loaded else "new"
-                report.files.append(FileResult(src.uri, "planned", bytes=src.size, etag=src.etag,
-                                               table=table, action=action))
-        elif todo:
-            self.listener.planned(len(todo), sum(s.size for s in todo))
-            run.spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
-            try:
-                await self._pipeline(run, todo, format or self.format)
-            finally:
-                shutil.rmtree(run.spool, ignore_errors=True)
-        report.seconds = time.monotonic() - started
+        if self.embedder is not None:
+            cache = await self._db(DuckDBEmbeddingCache, sink.con)
+            run.embed = EmbedStage(self.embedder, AsyncCache(cache, run=self._db),
+                                   self.embed_column)
+        run.spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
+        try:
+            if dry_run:
+                await self._plan(run, todo, loaded, format or self.format)
+            elif todo:
+                self.listener.planned(len(todo), sum(s.size for s in todo))
+                await self._pipeline(run, writer, todo, format or self.format)
+        finally:
+            shutil.rmtree(run.spool, ignore_errors=True)
+            if run.embed is not None:
+                report.embedding = {"model": self.embedder.model if self.embedder else None,
+                                    **run.embed.stats.as_dict()}
+            report.seconds = time.monotonic() - started
         return report
 
-    async def _settle(self, run: _Run, results: list[FileResult], dry_run: bool = False) -> None:
-        """Record files that were not loaded in the ledger and the report; tell the listener."""
-        if not dry_run and results:
-            sink = await self.sink()
-            await self._db(sink.record, run.table, results, run_id=run.run_id)
-        for result in results:
+    async def _plan(self, run: Run, todo: list[Source], loaded: dict[str, str | None],
+                    declared: str | None) -> None:
+        """Dry run: what a real run would do to each file (with --embed: texts and tokens, for
+        which the new and changed files are downloaded and parsed, but nothing is written)."""
+        for src in todo:
+            result = FileResult(src.uri, "planned", bytes=src.size, etag=src.etag,
+                                table=run.table,
+                                action="changed" if src.uri in loaded else "new")
+            if run.embed is not None:
+                try:
+                    result.texts, result.tokens = await run.embed.plan(
+                        await self._fetch(src, run.spool, declared))
+                except DreamBoltError as exc:
+                    if is_fatal(exc):
+                        raise
+                    result.status, result.error = status_of(exc), ErrorInfo.of(exc)
             run.report.files.append(result)
-            if result.error is not None:
-                log.warning("%s %s: %s", result.status, result.uri, result.error.message)
-            self.listener.finished(result)
 
-    async def _pipeline(self, run: _Run, todo: list[Source], declared: str | None) -> None:
+    async def _pipeline(
+        self, run: Run, writer: Writer, todo: list[Source], declared: str | None
+    ) -> None:
         gate = asyncio.Semaphore(self.files_in_flight)
 
         async def produce(src: Source) -> None:
@@ -272,6 +284,8 @@ class Ingester:
                 async with gate:
                     self.listener.started(src.uri, src.size)
                     item: Fetched | Failed = await self._fetch(src, run.spool, declared)
+                    if run.embed is not None and isinstance(item, Fetched):
+                        item = await run.embed.apply(item, run.spool)
             except Exception as exc:  # every error becomes this file's result
                 item = Failed(src, exc)
             except BaseException:
@@ -288,18 +302,18 @@ class Ingester:
                 batch = [await run.queue.get()]
                 # Whatever else is ready is written in the same transaction (one commit, one
                 # insert per shape), except under --on-error abort, which goes file by file.
-                while (self.on_error == "skip" and len(batch) < _GROUP_FILES
+                while (self.on_error == "skip" and len(batch) < GROUP_FILES
                        and not run.queue.empty()):
                     batch.append(run.queue.get_nowait())
                 remaining -= len(batch)
                 try:
-                    results = await self._write_batch(run, batch)
+                    results = await writer.write_batch(run, batch)
                 finally:
                     for item in batch:
                         await run.budget.release(item.cost)
                 for item, result in zip(batch, results, strict=True):
                     done.add(item.source.uri)
-                    if isinstance(item, Failed) and _fatal(item.error):
+                    if isinstance(item, Failed) and is_fatal(item.error):
                         raise item.error
                     if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
                         run.report.aborted = True
@@ -314,76 +328,5 @@ class Ingester:
                 if isinstance(leftover, Fetched):
                     leftover.discard()
         if run.report.aborted:
-            self._not_attempted(run, [src for src in todo if src.uri not in done])
+            writer.not_attempted(run, [src for src in todo if src.uri not in done])
 
-    async def _write_batch(self, run: _Run, batch: list[Fetched | Failed]) -> list[FileResult]:
-        """Write a batch: small parsed files together in one transaction, the rest one by one."""
-        small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
-        together: dict[str, FileResult] = {}
-        if len(small) > 1:
-            together = await self._write_together(run, small)  # {} if the group failed
-        return [together.get(item.source.uri) or await self._write(run, item) for item in batch]
-
-    async def _write_together(self, run: _Run, items: list[Fetched]) -> dict[str, FileResult]:
-        sink = await self.sink()
-        began = time.monotonic()
-        files = [FileWrite(i.source.uri, i.etag, i.size, i.frame)
-                 for i in items if i.frame is not None]
-        try:
-            outcome = await self._db(sink.write_many, run.table, files, run_id=run.run_id,
-                                     rebuild=run.rebuild)
-        except (DreamBoltError, duckdb.Error, OSError):
-            return {}  # one of them is bad: the caller writes them one by one to find it
-        run.rebuild = False
-        seconds = (time.monotonic() - began) / len(items)
-        results = {}
-        for item, (rows, replaced) in zip(items, outcome, strict=True):
-            result = FileResult(item.source.uri, "loaded", rows=rows, bytes=item.size,
-                                etag=item.etag, table=run.table, replaced=replaced,
-                                seconds=item.seconds + seconds)
-            run.report.files.append(result)
-            self.listener.finished(result)
-            results[item.source.uri] = result
-        return results
-
-    @staticmethod
-    def _not_attempted(run: _Run, sources: Sequence[Source]) -> None:
-        """Report files an aborted run never tried (no ledger row: nothing was attempted)."""
-        for src in sources:
-            run.report.files.append(FileResult(
-                src.uri, "skipped", bytes=src.size, etag=src.etag, table=run.table,
-                error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
-                                "the first failure (--on-error abort)")))
-
-    async def _write(self, run: _Run, item: Fetched | Failed) -> FileResult:
-        src = item.source
-        if isinstance(item, Failed):
-            result = FileResult(src.uri, _status_of(item.error), bytes=src.size, etag=src.etag,
-                                error=ErrorInfo.of(item.error), table=run.table,
-                                seconds=item.seconds)
-            await self._settle(run, [result])
-            return result
-        sink = await self.sink()
-        began = time.monotonic()
-        try:
-            rows, replaced = await self._db(
-                sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
-                frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
-                staged=item.path is not None,  # big files: memory bounded by a batch
-            )
-        except (DreamBoltError, duckdb.Error, OSError) as exc:
-            error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(
-                f"{src.uri}: DuckDB refused the rows: {exc}")
-            result = FileResult(src.uri, _status_of(error), bytes=item.size, etag=item.etag,
-                                error=ErrorInfo.of(error), table=run.table)
-            await self._settle(run, [result])
-            return result
-        finally:
-            item.discard()
-        run.rebuild = False
-        result = FileResult(src.uri, "loaded", rows=rows, bytes=item.size, etag=item.etag,
-                            table=run.table, replaced=replaced,
-                            seconds=item.seconds + time.monotonic() - began)
-        run.report.files.append(result)
-        self.listener.finished(result)
-        return result

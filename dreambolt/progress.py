@@ -128,6 +128,12 @@ def print_summary(console: Console, report: IngestReport) -> None:
         f"{human_bytes(totals['bytes'] / seconds)}/s", f"{report.seconds:.2f} s",
     )
     console.print(table)
+    if report.embedding:
+        e = report.embedding
+        console.print(f"embeddings ({e['model']}): {e['texts']:,} texts, {e['embedded']:,} "
+                      f"embedded, {e['cached']:,} from cache, {e['truncated']:,} truncated, "
+                      f"{e['tokens_sent']:,} tokens sent in {e['requests']:,} requests",
+                      highlight=False)
     problems = [f for f in report.files if f.status in ("skipped", "failed")]
     for result in problems:
         console.print(f"[{_STYLE[result.status]}]{result.status}[/] {escape(result.uri)}: "
@@ -139,7 +145,10 @@ def print_summary(console: Console, report: IngestReport) -> None:
 def print_plan(console: Console, report: IngestReport) -> None:
     """What a dry run found: per object, what a real run would do."""
     table = Table(title=f"dry run → table {report.table} ({report.db})", title_justify="left")
-    for name, justify in (("action", "left"), ("size", "right"), ("object", "left")):
+    embedding = report.embedding is not None
+    columns = [("action", "left"), ("size", "right")]
+    columns += [("texts", "right"), ("tokens", "right")] if embedding else []
+    for name, justify in [*columns, ("object", "left")]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     counts: dict[str, int] = {}
     total = 0
@@ -148,8 +157,15 @@ def print_plan(console: Console, report: IngestReport) -> None:
         counts[action] = counts.get(action, 0) + 1
         if action in ("new", "changed"):
             total += result.bytes
-        table.add_row(action, human_bytes(result.bytes), escape(result.uri))
+        cells = [action, human_bytes(result.bytes)]
+        if embedding:
+            cells += [f"{result.texts or 0:,}", f"{result.tokens or 0:,}"]
+        table.add_row(*cells, escape(result.uri))
     console.print(table)
     summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     console.print(f"{summary}; {human_bytes(total)} would be downloaded")
+    if embedding:
+        texts = sum(f.texts or 0 for f in report.files)
+        tokens = sum(f.tokens or 0 for f in report.files)
+        console.print(f"embedding would send {texts:,} texts, about {tokens:,} tokens")
 

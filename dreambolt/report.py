@@ -41,6 +41,8 @@ class FileResult:
     seconds: float = 0.0
     replaced: bool = False  # an earlier version's rows were replaced
     action: str | None = None  # dry runs: "new" or "changed"
+    texts: int | None = None  # dry runs with --embed: distinct texts not embedded yet
+    tokens: int | None = None  # ... and the tokens they would cost
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -58,6 +60,7 @@ class IngestReport:
     seconds: float = 0.0
     aborted: bool = False
     dry_run: bool = False
+    embedding: dict[str, Any] | None = None  # model, texts, embedded, cached, truncated, ...
 
     def count(self, status: Status) -> int:
         """How many files ended with `status`."""
@@ -101,6 +104,7 @@ class IngestReport:
             "aborted": self.aborted,
             "dry_run": self.dry_run,
             "totals": self.totals(),
+            "embedding": self.embedding,
             "files": [f.to_dict() for f in self.files],
         }
 

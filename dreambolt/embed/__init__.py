@@ -13,12 +13,14 @@ from ._base import BatchLimits, Embedder, EmbedStats, Vectors, text_hash
 from ._cache import AsyncCache, EmbeddingCache, MemoryCache, Runner, SyncEmbeddingCache
 from ._column import Embeddings, embed_texts, pick_text_column
 from ._providers import MODELS, make_embedder
+from ._stage import EmbedStage
 from ._tokens import estimate
 
 __all__ = [
     "MODELS",
     "AsyncCache",
     "BatchLimits",
+    "EmbedStage",
     "EmbedStats",
     "Embedder",
     "EmbeddingCache",

@@ -23,7 +23,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..errors import EmbeddingError, redact
+from ..errors import EmbeddingAuthError, EmbeddingError, redact
 from ._base import BatchLimits, EmbedStats, Vectors
 from ._tokens import BatchPlanner, TokenCounter, default_counter, prepare
 
@@ -303,7 +303,11 @@ class OpenAIEmbedder:
             )
         else:
             message = f"{where}: {type(exc).__name__}: {exc}"
-        return EmbeddingError(redact(message.replace(self._api_key, "***")))
+        fatal = isinstance(exc, openai.APIStatusError) and (
+            exc.status_code in (401, 403) or _error_code(exc) in _FATAL_CODES
+        )
+        kind = EmbeddingAuthError if fatal else EmbeddingError
+        return kind(redact(message.replace(self._api_key, "***")))
 
 
 def _server_message(exc: openai.APIStatusError) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import EmbeddingError
+from ..errors import EmbeddingAuthError
 from ._base import BatchLimits, Embedder
 
 __all__ = ["MODELS", "make_embedder"]
@@ -59,7 +59,7 @@ def make_embedder(
     cache_name = api_model if api_model in MODELS else f"openai:{api_model}"
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if not key:
-        raise EmbeddingError(
+        raise EmbeddingAuthError(
             f"no API key for embedding model {cache_name}: set OPENAI_API_KEY (a compatible "
             "server given by --embed-base-url / OPENAI_BASE_URL that needs no key still needs a "
             "non-empty value, e.g. OPENAI_API_KEY=unused)"
