@@ -139,10 +139,14 @@ class Ingester:
             self._sink = await self._db(DuckDBSink, self.db)
         return self._sink
 
-    async def _fetch(self, src: Source, spool: Path, declared: str | None) -> Fetched:
+    async def _fetch(
+        self, src: Source, spool: Path, declared: str | None, *, in_memory: bool = False
+    ) -> Fetched:
+        # load() returns the whole frame anyway: read the object in memory (up to the budget)
+        # and parse it at once, which is faster than spooling it and parsing batches.
+        threshold = self.memory_budget if in_memory else self.spool_threshold
         return await fetch(
-            src, client=self._s3, spool=spool, declared=declared,
-            spool_threshold=self.spool_threshold,
+            src, client=self._s3, spool=spool, declared=declared, spool_threshold=threshold,
             progress=partial(self.listener.advanced, src.uri),
         )
 
@@ -167,7 +171,8 @@ class Ingester:
         spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
         try:
             fetched = await asyncio.gather(
-                *(self._fetch(src, spool, format or self.format) for src in sources)
+                *(self._fetch(src, spool, format or self.format, in_memory=True)
+                  for src in sources)
             )
             if stage is not None:
                 fetched = [await stage.apply(item, spool) for item in fetched]
