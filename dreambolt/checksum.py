@@ -14,7 +14,7 @@ from typing import Any
 
 from awscrt import checksums as _crt
 
-__all__ = ["Checksum", "Digest", "from_response"]
+__all__ = ["Checksum", "Digest", "checksum_pair", "from_response"]
 
 # algorithm -> (crc(data, running), combine(crc1, crc2, len2), width in bytes)
 _CRCS: dict[str, tuple[Callable[[Any, int], int], Callable[[int, int, int], int], int]] = {
@@ -31,6 +31,11 @@ class Checksum:
     def __init__(self, algorithm: str, expected: str) -> None:
         self.algorithm = algorithm
         self.expected = expected
+
+    @classmethod
+    def of(cls, pair: tuple[str, str] | None) -> Checksum | None:
+        """From an (algorithm, base64 value) pair as kept in `ObjectInfo.checksum`."""
+        return cls(*pair) if pair is not None else None
 
     @property
     def is_crc(self) -> bool:
@@ -88,7 +93,12 @@ class Digest:
 
 
 def from_response(response: dict[str, Any]) -> Checksum | None:
-    """The full-object checksum a HEAD response promises, if there is one we can check.
+    """The full-object checksum a HEAD response promises, if there is one we can check."""
+    return Checksum.of(checksum_pair(response))
+
+
+def checksum_pair(response: dict[str, Any]) -> tuple[str, str] | None:
+    """(algorithm, base64 value) of the full-object checksum in a HEAD/GET response, if any.
 
     Composite checksums of multipart uploads (`…-N`, or ChecksumType COMPOSITE) are checksums of
     part checksums, not of the bytes, so they are not checked.
@@ -98,5 +108,5 @@ def from_response(response: dict[str, Any]) -> Checksum | None:
     for algorithm in (*_CRCS, *_HASHES):
         value = response.get(f"Checksum{algorithm}")
         if isinstance(value, str) and "-" not in value:
-            return Checksum(algorithm, value)
+            return algorithm, value
     return None

@@ -18,7 +18,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import S3BaseError, redact, register_secret, translate
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+
+from .checksum import checksum_pair
+from .errors import (
+    S3AuthError,
+    S3BaseError,
+    S3NotFoundError,
+    redact,
+    register_secret,
+    translate,
+)
 from .retry import RetryPolicy
 from .uri import S3Uri, glob_match, parse_s3_uri
 
@@ -41,6 +52,7 @@ class ObjectInfo:
     etag: str
     last_modified: datetime | None = None
     version_id: str | None = None
+    checksum: tuple[str, str] | None = None  # (algorithm, base64) of the whole object, if known
 
 
 def _as_uri(target: str | S3Uri | ObjectInfo, *, require_key: bool = False) -> S3Uri:
@@ -98,8 +110,6 @@ class S3Client:
         self.budget = asyncio.Semaphore(concurrency)
 
     async def __aenter__(self) -> S3Client:
-        from aiobotocore.session import AioSession
-
         self._session = AioSession(profile=self.profile)
         return self
 
@@ -138,8 +148,6 @@ class S3Client:
         return self._clients[region]
 
     def _config(self) -> Any:
-        from aiobotocore.config import AioConfig
-
         connect_timeout, read_timeout = self._timeouts
         return AioConfig(
             max_pool_connections=max(10, self.concurrency * 2),
@@ -225,10 +233,34 @@ class S3Client:
             kwargs["VersionId"] = uri.version_id
         if if_match:
             kwargs["IfMatch"] = if_match
-        response: dict[str, Any] = await self._call(
-            "HeadObject", uri, operation("head_object", **kwargs)
-        )
+        try:
+            response: dict[str, Any] = await self._call(
+                "HeadObject", uri, operation("head_object", **kwargs)
+            )
+        except (S3AuthError, S3NotFoundError) as exc:
+            # HEAD errors have no body, so no code: which of NoSuchKey/NoSuchBucket or
+            # AccessDenied/InvalidAccessKeyId/... it was decides the fix we suggest. A one-byte
+            # GET, on this error path only, tells.
+            await self._explain(uri, kwargs)
+            raise exc from exc.__cause__
         return info_from_response(uri, response), response
+
+    async def _explain(self, uri: S3Uri, head_kwargs: dict[str, Any]) -> None:
+        """Raise the error a GET gives for what a HEAD could not describe (if it gives one)."""
+        kwargs = {k: v for k, v in head_kwargs.items() if k != "ChecksumMode"}
+
+        async def probe(client: Any) -> None:
+            response = await client.get_object(**kwargs, Range="bytes=0-0")
+            async with response["Body"] as body:
+                await body.read()
+
+        try:
+            await self._call("GetObject", uri, probe)
+        except (S3AuthError, S3NotFoundError) as exc:
+            if exc.code and not exc.code.isdigit() and exc.code not in ("NotFound", "InvalidRange"):
+                raise
+        except S3BaseError:
+            pass
 
     async def list(self, uri: str | S3Uri) -> AsyncIterator[ObjectInfo]:
         """Every object under a prefix, matching a glob, or at/below a plain key; all pages.
@@ -279,8 +311,7 @@ class S3Client:
         from .transfer import read_object
 
         target = uri if isinstance(uri, ObjectInfo) else _as_uri(uri, require_key=True)
-        data = (await read_object(self, target, progress=progress))[1]
-        return data if isinstance(data, bytes) else bytes(data)
+        return (await read_object(self, target, progress=progress))[1]
 
     async def download(
         self, uri: str | S3Uri | ObjectInfo, path: str | os.PathLike[str], *,
@@ -320,4 +351,5 @@ def info_from_response(uri: S3Uri, response: dict[str, Any]) -> ObjectInfo:
         etag=str(response.get("ETag", "")),
         last_modified=response.get("LastModified"),
         version_id=response.get("VersionId"),
+        checksum=None if content_range else checksum_pair(response),
     )

@@ -1,12 +1,13 @@
 """Concurrent ranged GETs pinned to one object version: into memory, onto disk, or in order.
 
-The first request already carries data: a plain GET for a listed object no larger than a part
-(botocore then validates the full-object checksum itself), otherwise a GET of the first part,
-whose Content-Range tells the size. A larger object is then HEADed for its full-object checksum,
-and every further range is pinned to what the first GET saw (`IfMatch=etag`, plus `VersionId`
-on versioned buckets), so an overwrite surfaces as `S3ObjectChangedError` and never as a mix of
-two versions. Each range is retried on its own; bytes stream through in chunks, so memory stays
-bounded by the shared request budget.
+An object no larger than one part is fetched with one plain GET (botocore then validates the
+full-object checksum itself). A larger one is described first — by the listing or HEAD that
+found it, else by a HEAD now, which also brings its full-object checksum — and then all its
+ranges are fetched at once under the client's shared budget, each pinned to that description
+(`IfMatch=etag`, plus `VersionId` on versioned buckets): an overwrite surfaces as
+`S3ObjectChangedError`, never as a mix of two versions. Each range is retried on its own; bytes
+stream through in chunks, so memory stays bounded by the budget, and CRCs are computed per range
+and combined, so out-of-order ranges need no second pass.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import asyncio
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiofiles
 import aiofiles.os
-from botocore.exceptions import ClientError
 
 from .checksum import Checksum, from_response
 from .errors import S3BaseError, S3IntegrityError, make_error
@@ -35,9 +35,16 @@ if TYPE_CHECKING:
 __all__ = ["download_object", "iter_object", "read_object"]
 
 CHUNK = 1 << 20  # bytes taken from a response body at a time
-Writer = Callable[[int, bytes], Awaitable[None]]  # (offset in object, data)
 Span = tuple[int, int]  # first and last byte, inclusive
 _pwrite = aiofiles.os.wrap(os.pwrite)
+
+
+class Sink(Protocol):
+    """Where the bytes of ranges go; `begin` is called at the start of every attempt."""
+
+    def begin(self, span: Span) -> None: ...
+
+    async def write(self, span: Span, offset: int, data: bytes) -> None: ...
 
 
 def _noop(_: int) -> None:
@@ -45,15 +52,14 @@ def _noop(_: int) -> None:
 
 
 @dataclass(slots=True)
-class _Start:
-    """What the first request returned, and what is left to fetch."""
+class _Plan:
+    """A multi-part object: what it is, how ranges are pinned to it, and its checksum."""
 
     uri: S3Uri
     info: ObjectInfo
-    first: bytes
-    rest: list[Span]
+    spans: list[Span]
     pin: dict[str, Any]
-    checksum: Checksum | None = None
+    checksum: Checksum | None
 
 
 def _integrity(uri: S3Uri, code: str, detail: str) -> S3BaseError:
@@ -65,68 +71,87 @@ def _mismatch(uri: S3Uri, checksum: Checksum) -> S3BaseError:
                       "differs from the object's checksum; run again, and report it if it persists")
 
 
-async def _start(s3: S3Client, target: S3Uri | ObjectInfo, progress: Progress) -> _Start:
-    """Issue the first GET; for a multi-part object also fetch its full-object checksum."""
-    uri = target.uri if isinstance(target, ObjectInfo) else target
-    base: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
+def _base(uri: S3Uri) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
     if uri.version_id:
-        base["VersionId"] = uri.version_id
-    whole = isinstance(target, ObjectInfo) and target.size <= s3.part_size
-    extra = {} if whole else {"Range": f"bytes=0-{s3.part_size - 1}"}
+        kwargs["VersionId"] = uri.version_id
+    return kwargs
+
+
+async def _get_whole(
+    s3: S3Client, uri: S3Uri, pinned_to: ObjectInfo | None, progress: Progress
+) -> tuple[ObjectInfo, bytes]:
+    """One plain GET of a small object (pinned to `pinned_to` when given)."""
+    kwargs = _base(uri)
+    if pinned_to is not None and pinned_to.etag:
+        kwargs["IfMatch"] = pinned_to.etag
 
     async def op(client: Any) -> tuple[dict[str, Any], bytes]:
-        try:
-            response = await client.get_object(**base, **extra)
-        except ClientError as exc:
-            if extra and exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                response = await client.get_object(**base)  # an empty object has no byte 0
-            else:
-                raise
+        response = await client.get_object(**kwargs)
         async with response["Body"] as body:
             return response, await body.read()
 
     async with s3.budget:
-        response, first = await s3._call("GetObject", uri, op)
+        response, data = await s3._call("GetObject", uri, op)
     info = info_from_response(uri, response)
-    progress(len(first))
-    if len(first) != min(info.size, s3.part_size):
-        raise _integrity(uri, "IncompleteBody", f"received {len(first)} bytes, expected "
-                         f"{min(info.size, s3.part_size)}")
-    rest = [(start, min(start + s3.part_size, info.size) - 1)
-            for start in range(len(first), info.size, s3.part_size)]
-    pin = dict(base)
+    if len(data) != info.size:
+        raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {info.size} bytes")
+    progress(len(data))
+    return info, data
+
+
+async def _plan(
+    s3: S3Client, target: S3Uri | ObjectInfo, progress: Progress
+) -> tuple[_Plan | None, ObjectInfo, bytes]:
+    """Describe the object; a small one is fetched right away (returned with no plan)."""
+    if isinstance(target, ObjectInfo):
+        uri, info = target.uri, target
+        if info.size <= s3.part_size:
+            info, data = await _get_whole(s3, uri, None, progress)
+            return None, info, data
+        checksum = Checksum.of(info.checksum)
+        if info.checksum is None:  # a listing does not tell checksums: HEAD, pinned
+            _, head = await s3.head_raw(uri, if_match=info.etag or None)
+            checksum = from_response(head)
+    else:
+        uri = target
+        info, head = await s3.head_raw(uri)
+        checksum = from_response(head)
+        if info.size <= s3.part_size:
+            info, data = await _get_whole(s3, uri, info, progress)
+            return None, info, data
+    pin = _base(uri)
     if info.version_id and "VersionId" not in pin:
         pin["VersionId"] = info.version_id
     if info.etag:
         pin["IfMatch"] = info.etag
-    started = _Start(uri, info, first, rest, pin)
-    if rest:  # ranged GETs carry no full-object checksum: ask for it, pinned like the ranges
-        _, head = await s3.head_raw(uri, if_match=info.etag or None)
-        started.checksum = from_response(head)
-    return started
+    spans = [(start, min(start + s3.part_size, info.size) - 1)
+             for start in range(0, info.size, s3.part_size)]
+    return _Plan(uri, info, spans, pin, checksum), info, b""
 
 
 async def _get_range(
-    s3: S3Client, start: _Start, span: Span, write: Writer, progress: Progress
+    s3: S3Client, plan: _Plan, span: Span, sink: Sink, progress: Progress
 ) -> int:
-    """Fetch one range through `write`, retried alone; returns its CRC (0 when not needed)."""
+    """Fetch one range into `sink`, retried alone; returns its CRC (0 when not needed)."""
     first, last = span
     want = last - first + 1
-    checksum = start.checksum if start.checksum and start.checksum.is_crc else None
+    checksum = plan.checksum if plan.checksum and plan.checksum.is_crc else None
 
     async def op(client: Any) -> int:
-        response = await client.get_object(**start.pin, Range=f"bytes={first}-{last}")
+        sink.begin(span)
+        response = await client.get_object(**plan.pin, Range=f"bytes={first}-{last}")
         received = crc = 0
         try:
             async with response["Body"] as body:
                 while chunk := await body.read(CHUNK):
-                    await write(first + received, chunk)
+                    await sink.write(span, first + received, chunk)
                     if checksum is not None:
                         crc = checksum.crc(chunk, crc)
                     received += len(chunk)
                     progress(len(chunk))
             if received != want:
-                raise _integrity(start.uri, "IncompleteBody",
+                raise _integrity(plan.uri, "IncompleteBody",
                                  f"range {first}-{last}: got {received} of {want} bytes")
         except BaseException:
             progress(-received)  # the retry will report these bytes again
@@ -134,13 +159,13 @@ async def _get_range(
         return crc
 
     async with s3.budget:
-        return await s3._call("GetObject", start.uri, op)
+        return await s3._call("GetObject", plan.uri, op)
 
 
-async def _fetch_rest(s3: S3Client, start: _Start, write: Writer, progress: Progress) -> None:
-    """Fetch every remaining range concurrently, then check the full-object checksum."""
-    tasks = [asyncio.create_task(_get_range(s3, start, span, write, progress))
-             for span in start.rest]
+async def _fetch_all(s3: S3Client, plan: _Plan, sink: Sink, progress: Progress) -> None:
+    """Fetch every range concurrently, then check combined CRCs against the object's."""
+    tasks = [asyncio.create_task(_get_range(s3, plan, span, sink, progress))
+             for span in plan.spans]
     try:
         crcs = await asyncio.gather(*tasks)
     except BaseException:
@@ -148,40 +173,63 @@ async def _fetch_rest(s3: S3Client, start: _Start, write: Writer, progress: Prog
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    checksum = start.checksum
+    checksum = plan.checksum
     if checksum is not None and checksum.is_crc:
-        parts = [(checksum.crc(start.first), len(start.first))]
-        parts += [(crc, b - a + 1) for crc, (a, b) in zip(crcs, start.rest, strict=True)]
+        parts = [(crc, b - a + 1) for crc, (a, b) in zip(crcs, plan.spans, strict=True)]
         if not checksum.matches_parts(parts):
-            raise _mismatch(start.uri, checksum)
+            raise _mismatch(plan.uri, checksum)
 
 
-async def _check_stream(start: _Start, chunks: Callable[[], Iterable[bytes | memoryview]]) -> None:
+async def _check_stream(plan: _Plan, chunks: Iterable[bytes | memoryview]) -> None:
     """Check a hash (SHA) checksum, which needs every byte in order."""
-    checksum = start.checksum
+    checksum = plan.checksum
     if (checksum is not None and not checksum.is_crc
-            and not await asyncio.to_thread(checksum.matches_stream, chunks())):
-        raise _mismatch(start.uri, checksum)
+            and not await asyncio.to_thread(checksum.matches_stream, chunks)):
+        raise _mismatch(plan.uri, checksum)
+
+
+class _Pieces:
+    """Keeps each range's chunks; joined once at the end (one copy, no zero-filled buffer)."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[int, list[bytes]] = {}
+
+    def begin(self, span: Span) -> None:
+        self.ranges[span[0]] = []  # a retried range starts over
+
+    async def write(self, span: Span, offset: int, data: bytes) -> None:
+        self.ranges[span[0]].append(data)
+
+    def chunks(self) -> list[bytes]:
+        return [chunk for start in sorted(self.ranges) for chunk in self.ranges[start]]
 
 
 async def read_object(
     s3: S3Client, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
-) -> tuple[ObjectInfo, bytes | bytearray]:
+) -> tuple[ObjectInfo, bytes]:
     """Read a whole object into memory; returns what was read and its bytes."""
     report = progress or _noop
-    start = await _start(s3, target, report)
-    if not start.rest:
-        return start.info, start.first
-    buffer = bytearray(start.info.size)
-    view = memoryview(buffer)
-    view[: len(start.first)] = start.first
+    plan, info, data = await _plan(s3, target, report)
+    if plan is None:
+        return info, data
+    pieces = _Pieces()
+    await _fetch_all(s3, plan, pieces, report)
+    chunks = pieces.chunks()
+    await _check_stream(plan, chunks)
+    return info, await asyncio.to_thread(b"".join, chunks)
 
-    async def write(offset: int, data: bytes) -> None:
-        view[offset:offset + len(data)] = data
 
-    await _fetch_rest(s3, start, write, report)
-    await _check_stream(start, lambda: [view])
-    return start.info, buffer
+class _FileSink:
+    """Writes ranges at their offsets in an open file (positional writes, any order)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def begin(self, span: Span) -> None:
+        pass  # a retried range simply overwrites its bytes
+
+    async def write(self, span: Span, offset: int, data: bytes) -> None:
+        await _pwrite(self.fd, data, offset)
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -196,24 +244,34 @@ async def download_object(
     report = progress or _noop
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        start = await _start(s3, target, report)
+        plan, info, data = await _plan(s3, target, report)
         async with aiofiles.open(tmp, "wb") as handle:
-            await handle.write(start.first)
-            if start.rest:
-                await handle.truncate(start.info.size)
+            if plan is None:
+                await handle.write(data)
+            else:
+                await handle.truncate(info.size)
                 await handle.flush()
-                fd = handle.fileno()
-
-                async def write(offset: int, data: bytes) -> None:
-                    await _pwrite(fd, data, offset)
-
-                await _fetch_rest(s3, start, write, report)
-        await _check_stream(start, lambda: _file_chunks(tmp))
+                await _fetch_all(s3, plan, _FileSink(handle.fileno()), report)
+        if plan is not None:
+            await _check_stream(plan, _file_chunks(tmp))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return start.info
+    return info
+
+
+class _PartSink:
+    """Collects one range's chunks (for in-order iteration)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def begin(self, span: Span) -> None:
+        self.chunks = []
+
+    async def write(self, span: Span, offset: int, data: bytes) -> None:
+        self.chunks.append(data)
 
 
 async def iter_object(
@@ -224,22 +282,18 @@ async def iter_object(
     Requests share the client's budget; read-ahead is at most `concurrency` parts per iterator.
     """
     report = progress or _noop
-    start = await _start(s3, target, report)
-    digest = start.checksum.digest() if start.checksum else None
-    if digest is not None:
-        digest.update(start.first)
-    yield start.first
-    spans = deque(start.rest)
-    window: deque[asyncio.Task[bytearray]] = deque()
+    plan, _, data = await _plan(s3, target, report)
+    if plan is None:
+        yield data
+        return
+    digest = plan.checksum.digest() if plan.checksum else None
+    spans = deque(plan.spans)
+    window: deque[asyncio.Task[bytes]] = deque()
 
-    async def fetch(span: Span) -> bytearray:
-        part = bytearray(span[1] - span[0] + 1)
-
-        async def write(offset: int, data: bytes) -> None:
-            part[offset - span[0]:offset - span[0] + len(data)] = data
-
-        await _get_range(s3, start, span, write, report)
-        return part
+    async def fetch(span: Span) -> bytes:
+        sink = _PartSink()
+        await _get_range(s3, plan, span, sink, report)
+        return b"".join(sink.chunks)
 
     try:
         while spans or window:
@@ -248,10 +302,10 @@ async def iter_object(
             part = await window.popleft()
             if digest is not None:
                 digest.update(part)
-            yield bytes(part)
+            yield part
     finally:
         for task in window:
             task.cancel()
         await asyncio.gather(*window, return_exceptions=True)
-    if digest is not None and start.checksum is not None and not digest.matches():
-        raise _mismatch(start.uri, start.checksum)
+    if digest is not None and plan.checksum is not None and not digest.matches():
+        raise _mismatch(plan.uri, plan.checksum)

@@ -144,7 +144,6 @@ class Writer:
             rows, replaced = await self._db(
                 sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
                 frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
-                staged=item.path is not None,  # big files: memory bounded by a batch
             )
         except (DreamBoltError, duckdb.Error, OSError) as exc:
             error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(

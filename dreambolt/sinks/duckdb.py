@@ -8,9 +8,9 @@ transaction, so a killed process leaves every file either fully loaded or not at
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from ..errors import SinkError
 from ..report import FileResult
@@ -28,6 +29,7 @@ __all__ = ["LEDGER", "DuckDBSink", "FileWrite", "quote", "validate_table_name"]
 
 LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
 _FRAME = "__dreambolt_frame"
+_HEAD = "__dreambolt_head"
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -75,7 +77,6 @@ class DuckDBSink:
             if memory_limit:
                 self.con.execute(f"SET memory_limit = '{memory_limit}'")
             ledger.create(self.con)
-            self._drop_stale_stages()
         except (duckdb.Error, OSError) as exc:
             raise SinkError(
                 f"cannot open DuckDB database {self.path!r}: {exc}; check that the directory is "
@@ -83,15 +84,6 @@ class DuckDBSink:
             ) from exc
         self._columns: dict[str, dict[str, str]] = {}  # table -> column -> DuckDB type
         self._accepted: dict[str, set[tuple[tuple[str, str], ...]]] = {}  # table -> polars schemas
-
-    def _drop_stale_stages(self) -> None:
-        """Remove scratch tables a killed run left behind (their file was never committed)."""
-        stale = self.con.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE starts_with(table_name, '_dreambolt_stage_')"
-        ).fetchall()
-        for (name,) in stale:
-            self.con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
 
     def close(self) -> None:
         """Close the connection (uncommitted work is rolled back)."""
@@ -118,52 +110,45 @@ class DuckDBSink:
 
     def write_file(
         self, table: str, *, uri: str, etag: str | None, size: int,
-        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False, staged: bool = False,
+        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False,
     ) -> tuple[int, bool]:
         """Load one file (replacing an earlier version's rows); returns (rows, replaced).
 
-        With `rebuild` (mode="replace"), the table is first dropped and its loads forgotten in
-        the same transaction, so a replace whose files all fail leaves the old table in place.
-        With `staged` (big files), batches are first committed one by one into a scratch table
-        and then moved in one transaction: DuckDB holds a transaction's appends in memory, so
-        this keeps memory bounded by a batch instead of by the file.
+        The frames are streamed into DuckDB as one Arrow stream in one INSERT, which DuckDB
+        writes out to disk as it goes: memory stays bounded by a batch, not by the file, while
+        the file's rows and its ledger row still commit in one transaction. With `rebuild`
+        (mode="replace") the table is first dropped and its loads forgotten in that same
+        transaction, so a replace whose files all fail leaves the old table in place.
         """
         now = datetime.now(UTC)
-        stage = f"_dreambolt_stage_{uuid.uuid4().hex}" if staged else None
+        stream = _Stream(frames, uri)
         try:
-            if stage is not None:
-                rows, signature = self._stage(stage, frames, uri)
-                parts: Iterable[tuple[str, tuple[tuple[str, str], ...], int]] = (
-                    [(stage, signature, rows)] if signature else []
-                )
-            else:
-                parts = (self._registered(frame, uri) for frame in frames if frame.width)
-            rows = 0
             with self._transaction():
                 if rebuild:
                     self._drop_table(table)
                 replaced = bool(self._drop_previous(table, [uri]))
-                for source, signature, count in parts:
+                if stream.head is not None:
+                    self.con.register(_HEAD, stream.head.to_arrow())
+                    self.con.register(_FRAME, stream.reader())
                     try:
-                        self._insert(table, source, signature, uri, etag, now)
+                        self._insert(table, _FRAME, _signature(stream.head), uri, etag, now,
+                                     probe=_HEAD)
+                    except duckdb.Error:
+                        stream.reraise()  # a parse error inside the stream is the real one
+                        raise
                     finally:
-                        if source == _FRAME:
-                            # In a transaction DuckDB has aborted, unregister fails too; that
-                            # error must not hide the one that aborted it.
+                        # In a transaction DuckDB has aborted, unregister fails too; that error
+                        # must not hide the one that aborted it.
+                        for name in (_FRAME, _HEAD):
                             with contextlib.suppress(duckdb.Error):
-                                self.con.unregister(_FRAME)
-                    rows += count
-                done = FileResult(uri, "loaded", rows=rows, bytes=size, etag=etag)
+                                self.con.unregister(name)
+                done = FileResult(uri, "loaded", rows=stream.rows, bytes=size, etag=etag)
                 ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now,
                            active=True)
         except BaseException:
             self._forget(table)  # DDL may have been rolled back with the transaction
             raise
-        finally:
-            if stage is not None:
-                with contextlib.suppress(duckdb.Error):
-                    self.con.execute(f"DROP TABLE IF EXISTS {quote(stage)}")
-        return rows, replaced
+        return stream.rows, replaced
 
     def write_many(
         self, table: str, files: Sequence[FileWrite], *, run_id: str, rebuild: bool = False,
@@ -210,35 +195,6 @@ class DuckDBSink:
         ledger.deactivate(self.con, table)
         self._forget(table)
 
-    def _registered(
-        self, frame: pl.DataFrame, uri: str
-    ) -> tuple[str, tuple[tuple[str, str], ...], int]:
-        """Expose a frame to SQL as `_FRAME`; returns (name, signature, rows)."""
-        _check_lineage(frame, uri)
-        self.con.register(_FRAME, frame.to_arrow())
-        return _FRAME, _signature(frame), frame.height
-
-    def _stage(
-        self, stage: str, frames: Iterable[pl.DataFrame], uri: str
-    ) -> tuple[int, tuple[tuple[str, str], ...]]:
-        """Commit batches one by one into a scratch table; returns (rows, signature)."""
-        rows = 0
-        signature: tuple[tuple[str, str], ...] = ()
-        for frame in frames:
-            if not frame.width:
-                continue
-            self._registered(frame, uri)
-            try:
-                if not signature:
-                    self.con.execute(f"CREATE TABLE {quote(stage)} AS SELECT * FROM {_FRAME}")
-                    signature = _signature(frame)
-                else:
-                    self.con.execute(f"INSERT INTO {quote(stage)} SELECT * FROM {_FRAME}")
-            finally:
-                self.con.unregister(_FRAME)
-            rows += frame.height
-        return rows, signature
-
     def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
         """Add ledger rows, in one statement, for files that were not loaded."""
         if results:
@@ -267,11 +223,13 @@ class DuckDBSink:
 
     def _insert(
         self, table: str, source: str, signature: tuple[tuple[str, str], ...], uri: str | None,
-        etag: str | None, now: datetime,
+        etag: str | None, now: datetime, probe: str | None = None,
     ) -> None:
-        """Append the rows of relation `source` (a registered frame or a stage table).
+        """Append the rows of relation `source` (a registered frame or Arrow stream).
 
         With `uri` None the source already carries `_source_uri` and `_source_etag` per row.
+        Types are checked on `probe` (default: the source itself), since a stream can be read
+        only once.
         """
         params: list[object]
         if uri is None:
@@ -287,7 +245,7 @@ class DuckDBSink:
             )
             self._columns.pop(table, None)
         else:
-            exact = self._reconcile(table, source, signature, uri or "these files")
+            exact = self._reconcile(table, probe or source, signature, uri or "these files")
             self.con.execute(
                 f"INSERT INTO {quote(table)} BY NAME SELECT *, {lineage} FROM {quote(source)}",
                 params,
@@ -335,6 +293,42 @@ class DuckDBSink:
                 f"{table!r}, and a value ({bad[0][0]!r}) does not convert without loss; load the "
                 "file into another table (--table) or rebuild this one (--mode replace)"
             )
+
+
+class _Stream:
+    """A file's frames as one Arrow stream with the first frame's schema; counts the rows, and
+    keeps an exception raised while DuckDB was pulling batches (DuckDB would re-wrap it)."""
+
+    def __init__(self, frames: Iterable[pl.DataFrame], uri: str) -> None:
+        self._frames = iter(frames)
+        self.head = next((f for f in self._frames if f.width), None)
+        if self.head is not None:
+            _check_lineage(self.head, uri)
+        self.rows = 0
+        self._error: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        assert self.head is not None
+        schema = self.head.to_arrow().schema
+        return pa.RecordBatchReader.from_batches(schema, self._batches(schema))
+
+    def _batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        assert self.head is not None
+        try:
+            for frame in itertools.chain([self.head], self._frames):
+                if frame.width:
+                    table = frame.to_arrow()
+                    self.rows += frame.height
+                    if table.schema != schema:
+                        table = table.cast(schema)
+                    yield from table.to_batches()
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def reraise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _check_lineage(frame: pl.DataFrame, uri: str) -> None:
