@@ -49,6 +49,7 @@ class Fetched:
     etag: str | None
     size: int
     frame: pl.DataFrame | None = None
+    raw: bytes | None = None  # small CSV/TSV left unparsed, to be parsed with others at once
     path: Path | None = None
     fmt: FileFormat | None = None
     spooled: bool = False
@@ -59,6 +60,8 @@ class Fetched:
         """The file's rows: the parsed frame, or batches parsed from the file on disk."""
         if self.frame is not None:
             yield self.frame
+        elif self.raw is not None and self.fmt is not None:
+            yield read_bytes(self.raw, self.fmt, name=self.source.uri)
         elif self.path is not None and self.fmt is not None:
             yield from iter_file(self.path, self.fmt, name=self.source.uri)
 
@@ -80,9 +83,13 @@ class Failed:
 
 async def fetch(
     src: Source, *, client: Callable[[], Awaitable[S3Client]], spool: Path,
-    declared: str | None, spool_threshold: int, progress: Progress,
+    declared: str | None, spool_threshold: int, progress: Progress, defer_text: bool = False,
 ) -> Fetched:
-    """Bring one source in: parsed in memory if small, else spooled (or read in place)."""
+    """Bring one source in: parsed in memory if small, else spooled (or read in place).
+
+    With `defer_text`, a small uncompressed CSV/TSV is returned unparsed (`raw`), for
+    `formats.read_many` to parse together with others.
+    """
     big = src.size > spool_threshold
     if src.path is not None:  # a local file
         if big:
@@ -104,7 +111,9 @@ async def fetch(
             return Fetched(src, info.etag or None, info.size, path=target, fmt=fmt, spooled=True)
         info, data = await read_object(s3, src.info, progress=progress)
         etag, size = info.etag or None, info.size
-    payload = data if isinstance(data, bytes) else memoryview(data)  # bytes parse zero-copy
-    fmt = detect_format(src.name, bytes(payload[:HEAD_BYTES]), declared)
+    payload = data if isinstance(data, bytes) else bytes(data)
+    fmt = detect_format(src.name, payload[:HEAD_BYTES], declared)
+    if defer_text and fmt.kind in ("csv", "tsv") and fmt.compression is None:
+        return Fetched(src, etag, size, raw=payload, fmt=fmt)
     frame = await asyncio.to_thread(read_bytes, payload, fmt, name=src.uri)
     return Fetched(src, etag, size, frame=frame, fmt=fmt)

@@ -60,7 +60,7 @@ class Ingester:
         format: str | None = None,
         listener: Listener | None = None,
         s3_options: dict[str, Any] | None = None,
-        files_in_flight: int = 8,
+        files_in_flight: int = 64,
         memory_budget: int = 1 << 30,
         spool_threshold: int = 64 << 20,
         embed: str | Embedder | None = None,
@@ -140,14 +140,15 @@ class Ingester:
         return self._sink
 
     async def _fetch(
-        self, src: Source, spool: Path, declared: str | None, *, in_memory: bool = False
+        self, src: Source, spool: Path, declared: str | None, *, in_memory: bool = False,
+        defer_text: bool = False,
     ) -> Fetched:
         # load() returns the whole frame anyway: read the object in memory (up to the budget)
         # and parse it at once, which is faster than spooling it and parsing batches.
         threshold = self.memory_budget if in_memory else self.spool_threshold
         return await fetch(
             src, client=self._s3, spool=spool, declared=declared, spool_threshold=threshold,
-            progress=partial(self.listener.advanced, src.uri),
+            progress=partial(self.listener.advanced, src.uri), defer_text=defer_text,
         )
 
     # --- load ----------------------------------------------------------------------------
@@ -288,7 +289,9 @@ class Ingester:
             try:
                 async with gate:
                     self.listener.started(src.uri, src.size)
-                    item: Fetched | Failed = await self._fetch(src, run.spool, declared)
+                    item: Fetched | Failed = await self._fetch(
+                        src, run.spool, declared, defer_text=run.embed is None
+                    )
                     if run.embed is not None and isinstance(item, Fetched):
                         item = await run.embed.apply(item, run.spool)
             except Exception as exc:  # every error becomes this file's result

@@ -83,6 +83,7 @@ async def _get_whole(
 ) -> tuple[ObjectInfo, bytes]:
     """One plain GET of a small object (pinned to `pinned_to` when given)."""
     kwargs = _base(uri)
+    kwargs["ChecksumMode"] = "ENABLED"  # S3 sends the full-object checksum with the bytes
     if pinned_to is not None and pinned_to.etag:
         kwargs["IfMatch"] = pinned_to.etag
 
@@ -96,6 +97,9 @@ async def _get_whole(
     info = info_from_response(uri, response)
     if len(data) != info.size:
         raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {info.size} bytes")
+    checksum = Checksum.of(info.checksum)
+    if checksum is not None and not checksum.matches_stream([data]):
+        raise _mismatch(uri, checksum)
     progress(len(data))
     return info, data
 

@@ -27,6 +27,7 @@ from .errors import (
     SinkError,
 )
 from .fetch import ByteBudget, Failed, Fetched
+from .formats import read_many
 from .report import ErrorInfo, FileResult, IngestReport, Listener, Status
 from .sinks.duckdb import DuckDBSink, FileWrite
 from .sources import Source
@@ -35,7 +36,7 @@ __all__ = ["GROUP_FILES", "Run", "Writer", "is_fatal", "status_of"]
 
 log = logging.getLogger("dreambolt.ingest")
 T = TypeVar("T")
-GROUP_FILES = 64  # small files written per transaction at most
+GROUP_FILES = 256  # small files written per transaction at most
 DbRunner = Callable[..., Awaitable[Any]]
 
 
@@ -72,6 +73,24 @@ class Run:
     )
 
 
+async def _parse_deferred(batch: list[Fetched | Failed]) -> list[Fetched | Failed]:
+    """Parse the batch's unparsed small CSVs together (in a worker thread); errors per file."""
+    deferred = [i for i in batch if isinstance(i, Fetched) and i.raw is not None]
+    if not deferred:
+        return batch
+    parsed = await asyncio.to_thread(read_many, [
+        (i.raw, i.fmt, i.source.uri) for i in deferred if i.raw is not None and i.fmt is not None
+    ])
+    outcome: dict[int, Fetched | Failed] = {}
+    for item, frame in zip(deferred, parsed, strict=True):
+        item.raw = None
+        if isinstance(frame, FormatError):
+            outcome[id(item)] = Failed(item.source, frame, cost=item.cost, seconds=item.seconds)
+        else:
+            item.frame = frame
+    return [outcome.get(id(i), i) for i in batch]
+
+
 class Writer:
     """Writes fetched files into the sink on the database thread, and settles the rest."""
 
@@ -93,6 +112,7 @@ class Writer:
 
     async def write_batch(self, run: Run, batch: list[Fetched | Failed]) -> list[FileResult]:
         """Write a batch: small parsed files together in one transaction, the rest one by one."""
+        batch = await _parse_deferred(batch)
         small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
         together: dict[str, FileResult] = {}
         if len(small) > 1:
