@@ -108,7 +108,7 @@ def s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--region", envvar="DREAMBOLT_REGION",
                      help="Default region (else the bucket's own, asked of S3)."),
         click.option("--profile", envvar="DREAMBOLT_PROFILE", help="AWS profile (or AWS_PROFILE)."),
-        click.option("--concurrency", type=click.IntRange(1, 512), default=16, show_default=True,
+        click.option("--concurrency", type=click.IntRange(1, 512), default=64, show_default=True,
                      envvar="DREAMBOLT_CONCURRENCY", help="Requests in flight at once."),
         click.option("--part-size", type=SizeType(), default="8MiB", show_default=True,
                      envvar="DREAMBOLT_PART_SIZE",

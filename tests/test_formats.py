@@ -18,7 +18,14 @@ from polars.testing import assert_frame_equal
 
 from dreambolt import formats
 from dreambolt.errors import FormatError
-from dreambolt.formats import HEAD_BYTES, FileFormat, detect_format, iter_file, read_bytes
+from dreambolt.formats import (
+    HEAD_BYTES,
+    FileFormat,
+    detect_format,
+    iter_file,
+    read_bytes,
+    read_many,
+)
 
 
 def _zstd(data: bytes) -> bytes:
@@ -414,3 +421,36 @@ def test_read_bytes_takes_memoryviews_of_bytes_and_bytearray() -> None:
 def test_batch_rows_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_rows"):
         next(iter_file(tmp_path / "x.csv", FileFormat("csv"), name="x", batch_rows=0))
+
+
+# --- read_many: small CSVs parsed together -----------------------------------------------------
+
+
+def _csv(text: str) -> tuple[bytes, FileFormat, str]:
+    return text.encode(), FileFormat("csv"), "s3://b/x.csv"
+
+
+def test_read_many_equals_reading_each_file() -> None:
+    items = [
+        _csv("id,v\n1,a\n2,b\n"),
+        _csv("id,v\r\n3,c"),  # CRLF header, no final newline
+        _csv('id,v\n4,"quoted, with comma"\n'),  # has quotes: parsed alone
+        _csv("other,cols\n5,x\n"),  # another header: another group
+        _csv("id,v\n\n6,d\n\n"),  # blank lines: its own count is off, so it goes alone
+    ]
+    results = read_many(items)
+    for (data, fmt, name), got in zip(items, results, strict=True):
+        assert isinstance(got, pl.DataFrame)
+        assert_frame_equal(got, read_bytes(data, fmt, name=name))
+    header_only = read_many([_csv("id,v\n1,a\n"), _csv("id,v\n")])[1]
+    assert isinstance(header_only, pl.DataFrame)
+    assert header_only.height == 0 and header_only.columns == ["id", "v"]
+
+
+def test_read_many_falls_back_when_the_joint_parse_fails() -> None:
+    items = [_csv("id,n\n1,2\n"), _csv("id,n\n3,\xff\xfe\n"), _csv("id,n\n7,8\n")]
+    items[1] = (b"id,n\n3,\xff\xfe\x00\n", items[1][1], "s3://b/bad.csv")  # not UTF-8
+    results = read_many(items)
+    assert isinstance(results[0], pl.DataFrame) and results[0].rows() == [(1, 2)]
+    assert isinstance(results[2], pl.DataFrame) and results[2].rows() == [(7, 8)]
+    assert isinstance(results[1], FormatError)  # the one bad file fails alone
