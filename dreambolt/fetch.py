@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from .formats import HEAD_BYTES, FileFormat, detect_format, iter_file, read_bytes
+from .formats import HEAD_BYTES, FileFormat, detect_format, is_text, iter_file, read_bytes
 from .s3 import Progress, S3Client
 from .sources import Source
-from .transfer import download_object, read_object
+from .transfer import read_object, spool_object
 
-__all__ = ["ByteBudget", "Failed", "Fetched", "fetch"]
+__all__ = ["ByteBudget", "Failed", "Fetched", "GrowingFile", "fetch"]
 
 
 class ByteBudget:
@@ -41,6 +42,77 @@ class ByteBudget:
             self._changed.notify_all()
 
 
+class GrowingFile:
+    """A spool file whose ranges land out of order, read in order as its prefix completes.
+
+    The download (on the event loop) reports each landed range and, at the end, success or the
+    error; a reader on another thread gets bytes as soon as they are contiguous, and its last
+    piece only once every check of the download has passed, so a file that turns out bad can
+    never be committed.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.head = asyncio.Event()  # the first bytes are there (or the download ended)
+        self._lock = threading.Condition()
+        self._landed: dict[int, int] = {}  # first -> last byte of ranges beyond the prefix
+        self._ready = 0
+        self._done = False
+        self._error: BaseException | None = None
+
+    def landed(self, span: tuple[int, int]) -> None:
+        """A range is on disk (called on the event loop)."""
+        with self._lock:
+            self._landed[span[0]] = span[1]
+            while self._ready in self._landed:
+                self._ready = self._landed.pop(self._ready) + 1
+            self._lock.notify_all()
+        if self._ready >= min(HEAD_BYTES, self.size):
+            self.head.set()
+
+    def finished(self, task: asyncio.Task[object]) -> None:
+        """The download ended (a done-callback, on the event loop)."""
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        with self._lock:
+            self._done, self._error = True, error
+            if error is None:
+                self._ready = self.size
+            self._lock.notify_all()
+        self.head.set()
+
+    def check(self) -> None:
+        """Raise the download's error, if it failed."""
+        if self._error is not None:
+            raise self._error
+
+    def pieces(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The file's bytes in order, waiting for them to land (blocking: not on the loop)."""
+        with self.path.open("rb") as handle:
+            position = 0
+            while True:
+                with self._lock:
+                    self._lock.wait_for(
+                        lambda at=position: self._error is not None or self._done  # type: ignore[misc]
+                        or self._ready > at
+                    )
+                    self.check()
+                    ready, done = self._ready, self._done
+                if position >= ready:
+                    if done:
+                        return
+                    continue
+                data = handle.read(min(chunk, ready - position))
+                position += len(data)
+                yield data
+
+    def wait(self) -> None:
+        """Block until the download is complete and checked (binary formats need it whole)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._done)
+        self.check()
+
+
 @dataclass(slots=True)
 class Fetched:
     """A file that arrived: parsed in memory, or spooled on disk to be parsed in batches."""
@@ -53,6 +125,8 @@ class Fetched:
     path: Path | None = None
     fmt: FileFormat | None = None
     spooled: bool = False
+    growing: GrowingFile | None = None  # a big object still downloading into `path`
+    download: asyncio.Task[object] | None = None
     cost: int = 0
     seconds: float = 0.0
 
@@ -63,10 +137,18 @@ class Fetched:
         elif self.raw is not None and self.fmt is not None:
             yield read_bytes(self.raw, self.fmt, name=self.source.uri)
         elif self.path is not None and self.fmt is not None:
-            yield from iter_file(self.path, self.fmt, name=self.source.uri)
+            pieces = None
+            if self.growing is not None:
+                if is_text(self.fmt):
+                    pieces = self.growing.pieces()  # parse while it downloads
+                else:
+                    self.growing.wait()
+            yield from iter_file(self.path, self.fmt, name=self.source.uri, pieces=pieces)
 
     def discard(self) -> None:
-        """Remove the spooled copy, if any."""
+        """Stop a download still running and remove the spooled copy, if any (on the loop)."""
+        if self.download is not None and not self.download.done():
+            self.download.cancel()
         if self.spooled and self.path is not None:
             self.path.unlink(missing_ok=True)
 
@@ -103,12 +185,24 @@ async def fetch(
     else:
         assert src.info is not None
         s3 = await client()
-        if big:
+        if big:  # spooled, and parsed while the rest of it is still arriving
             target = spool / uuid.uuid4().hex
-            info = await download_object(s3, src.info, target, progress=progress)
-            with target.open("rb") as handle:
-                fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
-            return Fetched(src, info.etag or None, info.size, path=target, fmt=fmt, spooled=True)
+            growing = GrowingFile(target, src.size)
+            download: asyncio.Task[object] = asyncio.create_task(spool_object(
+                s3, src.info, target, progress=progress, on_range=growing.landed
+            ))
+            download.add_done_callback(growing.finished)
+            item = Fetched(src, src.etag, src.size, path=target, spooled=True, growing=growing,
+                           download=download)
+            try:
+                await growing.head.wait()
+                growing.check()
+                with target.open("rb") as handle:
+                    item.fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
+            except BaseException:
+                item.discard()
+                raise
+            return item
         info, data = await read_object(s3, src.info, progress=progress)
         etag, size = info.etag or None, info.size
     payload = data if isinstance(data, bytes) else bytes(data)

@@ -17,6 +17,7 @@ input). A JSON array cannot be split without parsing it, so it is read whole: pr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -122,18 +123,21 @@ def _read_joined(header: bytes, kind: Format, datas: list[bytes]) -> list[pl.Dat
 
 
 def iter_file(
-    path: Path, fmt: FileFormat, *, name: str, batch_rows: int = 250_000
+    path: Path, fmt: FileFormat, *, name: str, batch_rows: int = 250_000,
+    pieces: Iterable[bytes] | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Parse a file on disk as frames of at most `batch_rows` rows, all with one schema.
 
     Memory stays bounded whatever the file size (JSON arrays excepted; see the module docstring).
     At least one frame is yielded, possibly with zero rows. `FormatError` may come after some
     frames were yielded. It is a generator: close it to remove a temporary file early.
+    For text formats `pieces` may supply the file's bytes in order instead (e.g. while it is
+    still being downloaded).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     with _translated(name, fmt):
-        for frame in _frames(Path(path), fmt, name, batch_rows):
+        for frame in _frames(Path(path), fmt, name, batch_rows, pieces):
             if frame.height <= batch_rows:
                 yield frame
             else:
@@ -141,7 +145,9 @@ def iter_file(
                     yield frame.slice(start, batch_rows)
 
 
-def _frames(path: Path, fmt: FileFormat, name: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+def _frames(
+    path: Path, fmt: FileFormat, name: str, batch_rows: int, given: Iterable[bytes] | None
+) -> Iterator[pl.DataFrame]:
     if not is_text(fmt):
         if fmt.compression is None:
             yield from _arrow_frames(path, fmt.kind, batch_rows)
@@ -149,8 +155,12 @@ def _frames(path: Path, fmt: FileFormat, name: str, batch_rows: int) -> Iterator
             with decompressed_copy(path, fmt.compression) as plain:
                 yield from _arrow_frames(plain, fmt.kind, batch_rows)
         return
-    with path.open("rb") as source:
-        pieces: Iterator[bytes] = iter(lambda: source.read(READ_BYTES), b"")
+    with contextlib.ExitStack() as stack:
+        if given is not None:
+            pieces: Iterator[bytes] = iter(given)
+        else:
+            source = stack.enter_context(path.open("rb"))
+            pieces = iter(lambda: source.read(READ_BYTES), b"")
         if fmt.compression is not None:
             pieces = decompressed(pieces, fmt.compression)
         first = next(pieces, b"")

@@ -16,7 +16,7 @@ import asyncio
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +32,7 @@ from .uri import S3Uri
 if TYPE_CHECKING:
     from .s3 import S3Client
 
-__all__ = ["download_object", "iter_object", "read_object"]
+__all__ = ["Span", "download_object", "iter_object", "read_object", "spool_object"]
 
 CHUNK = 1 << 20  # bytes taken from a response body at a time
 Span = tuple[int, int]  # first and last byte, inclusive
@@ -135,7 +135,8 @@ async def _plan(
 
 
 async def _get_range(
-    s3: S3Client, plan: _Plan, span: Span, sink: Sink, progress: Progress
+    s3: S3Client, plan: _Plan, span: Span, sink: Sink, progress: Progress,
+    done: Callable[[Span], None] | None = None,
 ) -> int:
     """Fetch one range into `sink`, retried alone; returns its CRC (0 when not needed)."""
     first, last = span
@@ -163,12 +164,18 @@ async def _get_range(
         return crc
 
     async with s3.budget:
-        return await s3._call("GetObject", plan.uri, op)
+        crc = await s3._call("GetObject", plan.uri, op)
+    if done is not None:
+        done(span)
+    return crc
 
 
-async def _fetch_all(s3: S3Client, plan: _Plan, sink: Sink, progress: Progress) -> None:
+async def _fetch_all(
+    s3: S3Client, plan: _Plan, sink: Sink, progress: Progress,
+    done: Callable[[Span], None] | None = None,
+) -> None:
     """Fetch every range concurrently, then check combined CRCs against the object's."""
-    tasks = [asyncio.create_task(_get_range(s3, plan, span, sink, progress))
+    tasks = [asyncio.create_task(_get_range(s3, plan, span, sink, progress, done))
              for span in plan.spans]
     try:
         crcs = await asyncio.gather(*tasks)
@@ -262,6 +269,27 @@ async def download_object(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return info
+
+
+async def spool_object(
+    s3: S3Client, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None,
+    on_range: Callable[[Span], None] | None = None,
+) -> ObjectInfo:
+    """Download into `path` in place, calling `on_range` as each range lands, so a reader can
+    follow the completed prefix; returns only once every check has passed. The caller owns
+    (and removes) the file, whatever happens."""
+    report = progress or _noop
+    plan, info, data = await _plan(s3, target, report)
+    async with aiofiles.open(path, "wb") as handle:
+        if plan is None:
+            await handle.write(data)
+        else:
+            await handle.truncate(info.size)
+            await handle.flush()
+            await _fetch_all(s3, plan, _FileSink(handle.fileno()), report, on_range)
+    if plan is not None:
+        await _check_stream(plan, _file_chunks(path))
     return info
 
 

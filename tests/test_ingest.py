@@ -701,3 +701,49 @@ async def test_one_bad_file_in_a_written_group_fails_alone(tmp_path: Path) -> No
     assert failed[0].error is not None and "'n'" in failed[0].error.message
     assert report.count("loaded") == 10 and report.count("unchanged") == 1
     assert query(db, "SELECT count(*), count(DISTINCT _source_uri) FROM t") == [(11, 11)]
+
+
+async def test_big_object_parsed_while_downloading_survives_a_cut_range(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    rows = "".join(f"{i},name {i}\n" for i in range(40_000))
+    s3.put_object(Bucket=bucket, Key="big/a.csv", Body=("id,name\n" + rows).encode())
+    proxy.add_rule("cut", method="GET", path="/big/a.csv$", has_range=True, times=2,
+                   cut_after=1000)
+    db = tmp_path / "db.duckdb"
+    async with Ingester(db=db, spool_threshold=64 << 10,
+                        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10)) as ing:
+        report = await ing.ingest(f"s3://{bucket}/big/", table="t")
+    assert report.count("loaded") == 1, report.files
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(40_000, 40_000)]
+    assert proxy.count("GET", "/big/a.csv$") > 1 + 5  # ranged, with the cut ones again
+
+
+async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = "".join(f"{i},name {i}\n" for i in range(40_000))
+    s3.put_object(Bucket=bucket, Key="big/a.csv", Body=("id,name\n" + rows).encode())
+    seen = []
+
+    def fail_all_but_the_first_range(request: Any) -> None:
+        seen.append(request.headers.get("Range"))
+        if not request.headers.get("Range", "").startswith("bytes=0-"):
+            raise RuntimeError("injected: this range never arrives")
+
+    # The first part lands (so parsing starts), every later one fails for good.
+    proxy.add_rule("call", method="GET", path="/big/a.csv$", has_range=True,
+                   fn=fail_all_but_the_first_range)
+    db = tmp_path / "db.duckdb"
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("DREAMBOLT_TMPDIR", str(spool))
+    async with Ingester(db=db, spool_threshold=64 << 10, s3_options=s3_options(
+            proxy.endpoint_url, part_size=128 << 10, max_retries=1)) as ing:
+        report = await ing.ingest(f"s3://{bucket}/big/", table="t")
+    proxy.errors.clear()  # the injected failures, as the proxy recorded them
+    assert report.count("failed") == 1, report.files
+    assert "bytes=0-131071" in seen
+    assert query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'") \
+        == [(0,)]
+    assert list(spool.iterdir()) == []  # the spool file is gone too
