@@ -252,19 +252,9 @@ async def download_object(
     s3: S3Client, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None
 ) -> ObjectInfo:
     """Download an object to `path` via a temporary file; a failure leaves no file behind."""
-    report = progress or _noop
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        plan, info, data = await _plan(s3, target, report)
-        async with aiofiles.open(tmp, "wb") as handle:
-            if plan is None:
-                await handle.write(data)
-            else:
-                await handle.truncate(info.size)
-                await handle.flush()
-                await _fetch_all(s3, plan, _FileSink(handle.fileno()), report)
-        if plan is not None:
-            await _check_stream(plan, _file_chunks(tmp))
+        info = await spool_object(s3, target, tmp, progress=progress)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
