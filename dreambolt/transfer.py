@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Span", "download_object", "iter_object", "read_object", "spool_object"]
 
-CHUNK = 1 << 20  # bytes taken from a response body at a time
+CHUNK = 256 << 10  # bytes taken from a response body at a time
 Span = tuple[int, int]  # first and last byte, inclusive
 _pwrite = aiofiles.os.wrap(os.pwrite)
 
