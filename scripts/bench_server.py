@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import bisect
 import email.utils
 import hashlib
 import itertools
@@ -34,7 +33,6 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, unquote
@@ -42,10 +40,10 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from aiohttp import StreamReader, web
+from bench_listing import Listing, page, scan
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 READ_CHUNK = 1024 * 1024
-MAX_CHAR = "\U0010ffff"  # sorts after any character a key can hold after a common prefix
 
 
 class S3Error(Exception):
@@ -54,74 +52,6 @@ class S3Error(Exception):
     def __init__(self, status: int, code: str, message: str = "", **extra: str) -> None:
         super().__init__(code)
         self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-@dataclass(frozen=True)
-class Listing:
-    """The sorted key names of one bucket, and the directory mtimes that prove them current."""
-
-    keys: list[str]
-    dirs: list[tuple[str, int]]
-    stable: bool  # every directory was last changed well before the scan began
-
-
-def _mtime_ns(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
-
-
-def _scan(bucket_dir: str, cached: Listing | None) -> Listing:
-    if cached is not None and cached.stable and all(_mtime_ns(d) == m for d, m in cached.dirs):
-        return cached
-    began = time.time_ns()
-    keys: list[str] = []
-    dirs: list[tuple[str, int]] = []
-    stack = [(bucket_dir, "")]
-    while stack:
-        directory, prefix = stack.pop()
-        dirs.append((directory, _mtime_ns(directory)))  # before reading, so later changes show
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.is_dir():
-                        stack.append((entry.path, f"{prefix}{entry.name}/"))
-                    elif entry.is_file():
-                        keys.append(prefix + entry.name)
-        except OSError:
-            continue
-    keys.sort()  # code-point order is UTF-8 byte order
-    # A change in the same filesystem tick as the last one leaves the mtime unchanged.
-    stable = all(m < began - 100_000_000 for _, m in dirs)
-    return Listing(keys, dirs, stable)
-
-
-def _page(
-    keys: list[str], prefix: str, delimiter: str, marker: str, max_keys: int
-) -> tuple[list[str], list[str], bool, str]:
-    """One page of a listing: keys, common prefixes, whether more follow, the last item."""
-    contents: list[str] = []
-    prefixes: list[str] = []
-    last = ""
-    i = bisect.bisect_right(keys, marker) if marker >= prefix else bisect.bisect_left(keys, prefix)
-    while i < len(keys) and keys[i].startswith(prefix):
-        key = keys[i]
-        cut = key.find(delimiter, len(prefix)) if delimiter else -1
-        item = key[: cut + len(delimiter)] if cut >= 0 else key
-        if cut >= 0 and item <= marker:  # its prefix was already returned
-            i = bisect.bisect_left(keys, item + MAX_CHAR)
-            continue
-        if len(contents) + len(prefixes) >= max_keys:
-            return contents, prefixes, max_keys > 0, last
-        if cut >= 0:
-            prefixes.append(item)
-            i = bisect.bisect_left(keys, item + MAX_CHAR)
-        else:
-            contents.append(item)
-            i += 1
-        last = item
-    return contents, prefixes, False, last
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -272,9 +202,9 @@ class BenchS3:
         if token is not None:
             marker = base64.urlsafe_b64decode(token.encode()).decode()
         directory = str(self.bucket_dir(bucket))
-        listing = await asyncio.to_thread(_scan, directory, self.listings.get(bucket))
+        listing = await asyncio.to_thread(scan, directory, self.listings.get(bucket))
         self.listings[bucket] = listing
-        keys, prefixes, truncated, last = _page(listing.keys, prefix, delimiter, marker, max_keys)
+        keys, prefixes, truncated, last = page(listing.keys, prefix, delimiter, marker, max_keys)
         url = q.get("encoding-type") == "url"  # botocore always asks, then unquotes
 
         def enc(value: str | None) -> str | None:
