@@ -35,6 +35,7 @@ demo: $(VENV)/.dev
 bench: $(VENV)/.test
 	$(PIP) -e '.[dev,local,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_embed.py  # S5: 20,000 texts against the fake OpenAI server
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
