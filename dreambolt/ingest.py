@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListene
 from .s3 import S3Client
 from .sinks.duckdb import DuckDBSink, validate_table_name
 from .sinks.embeddings import DuckDBEmbeddingCache
-from .sources import Source, default_table_name, disk_temp_dir, expand
+from .sources import Source, default_table_name, expand, new_spool
 from .write import GROUP_FILES, Run, Writer, is_fatal, status_of
 
 __all__ = ["Ingester"]
@@ -173,7 +172,7 @@ class Ingester:
         stage = None
         if embedder is not None:
             stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
-        spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
+        spool = new_spool()
         try:
             fetched = await asyncio.gather(
                 *(self._fetch(src, spool, format or self.format, in_memory=True)
@@ -247,7 +246,7 @@ class Ingester:
             cache = await self._db(DuckDBEmbeddingCache, sink.con)
             run.embed = EmbedStage(self.embedder, AsyncCache(cache, run=self._db),
                                    self.embed_column)
-        run.spool = Path(tempfile.mkdtemp(prefix="dreambolt-", dir=disk_temp_dir()))
+        run.spool = new_spool()
         try:
             if dry_run:
                 await self._plan(run, todo, loaded, format or self.format)

@@ -6,6 +6,8 @@ import asyncio
 import glob as globlib
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -14,7 +16,7 @@ from .errors import InvalidS3UriError, S3NotFoundError
 from .s3 import ObjectInfo, S3Client
 from .uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
 
-__all__ = ["Source", "default_table_name", "expand", "parse_input"]
+__all__ = ["Source", "default_table_name", "expand", "new_spool", "parse_input"]
 
 ClientFactory = Callable[[], Awaitable[S3Client]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
@@ -167,6 +169,24 @@ def _name_for(target: S3Uri | Path) -> str:
     return name[:63].lower()
 
 
-def disk_temp_dir() -> str | None:
-    """Where big objects are spooled: $DREAMBOLT_TMPDIR, else the system default."""
-    return os.environ.get("DREAMBOLT_TMPDIR") or None
+def new_spool() -> Path:
+    """A fresh directory for this run's big objects, in $DREAMBOLT_TMPDIR or the system default.
+
+    Spools of runs that were killed (their process is gone) are removed first.
+    """
+    base = Path(os.environ.get("DREAMBOLT_TMPDIR") or tempfile.gettempdir())
+    for stale in base.glob("dreambolt-spool-*"):
+        owner = stale.name.split("-")[2]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"dreambolt-spool-{os.getpid()}-", dir=base))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

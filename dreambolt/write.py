@@ -160,11 +160,21 @@ class Writer:
             return result
         sink = self.sink
         began = time.monotonic()
+        writing = asyncio.ensure_future(self._db(
+            sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
+            frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
+        ))
         try:
-            rows, replaced = await self._db(
-                sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
-                frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
-            )
+            try:
+                rows, replaced = await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # Interrupted: stop the download the database thread may be reading from, so
+                # the transaction rolls back now instead of after the whole object arrives.
+                item.discard()
+                await asyncio.wait([writing])
+                if not writing.cancelled():
+                    writing.exception()  # retrieved: the interruption is what propagates
+                raise
         except (DreamBoltError, duckdb.Error, OSError) as exc:
             error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(
                 f"{src.uri}: DuckDB refused the rows: {exc}")

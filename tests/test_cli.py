@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -218,9 +219,11 @@ def _start_slow_ingest(proxy: FaultProxy, bucket: str, db: Path) -> subprocess.P
     )
 
 
-def _wait_for_gets(proxy: FaultProxy, at_least: int, timeout: float = 60) -> None:
+def _wait_for_gets(
+    proxy: FaultProxy, at_least: int, timeout: float = 60, path: str = "/k/"
+) -> None:
     deadline = time.monotonic() + timeout
-    while proxy.count("GET", "/k/") < at_least:
+    while proxy.count("GET", path) < at_least:
         assert time.monotonic() < deadline, "the ingest never got going"
         time.sleep(0.02)
 
@@ -261,3 +264,39 @@ def test_interrupt_exits_130_and_keeps_files_whole(
     assert "interrupted" in stderr
     loaded = rows_per_file(db, "k")
     assert loaded and all(expected[uri] == n for uri, n in loaded.items())
+
+
+def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    line = b"12345,some text to make the row longer than a few bytes,67.89\n"
+    s3.put_object(Bucket=bucket, Key="big/huge.csv",
+                  Body=b"id,note,amount\n" + line * (70 * 2**20 // len(line)))
+    db = tmp_path / "big.duckdb"
+    release = threading.Event()
+
+    def hold_later_ranges(request: Any) -> None:
+        if not request.headers.get("Range", "").startswith("bytes=0-"):
+            release.wait(30)  # the first part arrives, so parsing and writing have begun
+
+    proxy.add_rule("call", method="GET", path="/big/huge.csv$", has_range=True,
+                   fn=hold_later_ranges)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dreambolt", "ingest", f"s3://{bucket}/big/huge.csv",
+         "--db", str(db), "--endpoint-url", proxy.endpoint_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_gets(proxy, 2, path="/big/huge.csv$")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        release.set()
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - began < 15  # not after the 30 s the held ranges would take
+    with duckdb.connect(str(db), read_only=True) as con:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "huge" not in tables

@@ -747,3 +747,24 @@ async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
     assert query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'") \
         == [(0,)]
     assert list(spool.iterdir()) == []  # the spool file is gone too
+
+
+def test_spools_of_killed_runs_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from dreambolt.sources import new_spool
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert dead.wait() == 0
+    monkeypatch.setenv("DREAMBOLT_TMPDIR", str(tmp_path))
+    stale = tmp_path / f"dreambolt-spool-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "part").write_bytes(b"x" * 100)
+    mine = tmp_path / f"dreambolt-spool-{os.getpid()}-def"
+    mine.mkdir()
+    fresh = new_spool()
+    assert not stale.exists() and mine.exists() and fresh.exists()
+    assert fresh.name.startswith(f"dreambolt-spool-{os.getpid()}-")
