@@ -28,11 +28,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from aiohttp import web
+from threadserver import ThreadedServer
 
 MAX_INPUTS = 2048
 MAX_INPUT_TOKENS = 8191
@@ -124,27 +124,24 @@ def _error_response(rej: _Reject, headers: dict[str, str] | None = None) -> web.
     return web.json_response(body, status=rej.status, headers=headers)
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     """The server; use as a context manager. `base_url` ends in ``/v1`` like OpenAI's."""
+
+    name = "fake-openai"
 
     def __init__(self, *, api_key: str = "sk-fake-0123456789abcdef", dim: int = 1536,
                  latency: float = 0.0, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.api_key = api_key
         self.dim = dim
         self.latency = latency
-        self.host = host
-        self.port = 0
         self.base_url = ""
         self._lock = threading.Lock()
         self._records: list[EmbeddingRequest] = []
         self._failures: list[tuple[int, float | None, str | None] | None] = []
         self._in_flight = 0
         self.max_in_flight = 0
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
 
     # -- knobs and records -----------------------------------------------------------------
 
@@ -179,67 +176,13 @@ class FakeOpenAI:
         return {"requests": [asdict(r) for r in self.requests], "max_in_flight": self.max_in_flight,
                 "tokenizer": TOKENIZER}
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
+    def _started(self) -> None:
         self.base_url = f"http://{self.host}:{self.port}/v1"
-        self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True,
-                                        name=f"fake-openai-{self.port}")
-        self._thread.start()
-        self._ready.wait(30)
-        if self._start_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError("fake OpenAI server failed to start") from self._start_error
 
-    def stop(self) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        self._thread = None
-
-    def __enter__(self) -> FakeOpenAI:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _run(self, sock: socket.socket) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._astart(sock))
-        except BaseException as exc:  # handed to the starting thread
-            self._start_error = exc
-            sock.close()
-            loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            self._loop = None
+    async def _astop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def _astart(self, sock: socket.socket) -> None:
         app = web.Application(client_max_size=256 << 20)

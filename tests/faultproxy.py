@@ -28,12 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
 from xml.sax.saxutils import escape
 
 import aiohttp
 from aiohttp import web
+from threadserver import ThreadedServer
 from yarl import URL
 
 Action = Literal["slowdown", "error", "reset", "cut", "delay", "call"]
@@ -183,93 +183,24 @@ def s3_error_body(code: str, message: str, request_id: str) -> bytes:
     ).encode()
 
 
-class FaultProxy:
+class FaultProxy(ThreadedServer):
     """Reverse proxy to ``upstream`` on a free loopback port, in a thread of its own."""
 
+    name = "faultproxy"
+
     def __init__(self, upstream: str, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.upstream = upstream.rstrip("/")
-        self.host = host
-        self.port = 0
         self.endpoint_url = ""
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
         self._rules: list[Rule] = []
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
+    def _started(self) -> None:
         self.endpoint_url = f"http://{self.host}:{self.port}"
-        self._ready.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"faultproxy-{self.port}", daemon=True
-        )
-        self._thread.start()
-        self._ready.wait(30)
-        if self._start_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError("fault proxy failed to start") from self._start_error
-
-    def stop(self) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self, sock: socket.socket) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._astart(sock))
-        except BaseException as exc:  # handed to the starting thread
-            self._start_error = exc
-            sock.close()
-            loop.run_until_complete(self._astop())
-            loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(self._astop())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-            self._loop = None
 
     async def _astart(self, sock: socket.socket) -> None:
         self._session = aiohttp.ClientSession(
