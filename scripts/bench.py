@@ -21,20 +21,20 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import bench_data
 from bench_data import DataInfo
-from bench_peers import KEY, MARKER, REFERENCE_TOOLS, SECRET, TOOLS
+from bench_peers import KEY, MARKER, SECRET, TOOLS
+from bench_tables import MiB, Run, derived, scenario_table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -51,18 +51,6 @@ SCENARIOS = {
 PACKAGES = ["dreambolt", "polars", "pyarrow", "duckdb", "aiobotocore", "botocore", "aiohttp",
             "boto3", "s3transfer", "awscrt", "s3fs", "fsspec", "obstore"]
 HTTPFS_MISSING = "not available on this machine (extension cannot be downloaded) — not measured"
-MiB = 1 << 20
-
-
-@dataclass
-class Run:
-    """One measurement: wall time of the work, of the process, peak RSS; or why it failed."""
-
-    seconds: float | None
-    process_seconds: float
-    rss_mib: float | None  # the child's VmHWM at the end of a successful run
-    cpu_seconds: float  # the child's user + system CPU time, all threads
-    error: str | None = None
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -211,77 +199,6 @@ def measure(args: argparse.Namespace, data: dict[str, DataInfo], tools: list[str
 
 
 # --- the report --------------------------------------------------------------------------
-
-
-def _median(runs: list[Run]) -> float | None:
-    times = [r.seconds for r in runs if r.seconds is not None]
-    return statistics.median(times) if times and len(times) == len(runs) else None
-
-
-def _best_peer(runs: dict[str, list[Run]]) -> tuple[str, float] | None:
-    peers = [(t, m) for t, r in runs.items()
-             if t != "dreambolt" and t not in REFERENCE_TOOLS and (m := _median(r)) is not None]
-    return min(peers, key=lambda p: p[1]) if peers else None
-
-
-def scenario_table(runs: dict[str, list[Run]], unavailable: dict[str, str]) -> list[str]:
-    best = _best_peer(runs)
-    lines = ["| tool | median s | min–max s | peak RSS MiB (max) | ÷ best peer | process s "
-             "| CPU s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-
-    def order(tool: str) -> tuple[int, float]:
-        rank = 0 if tool == "dreambolt" else 2 if tool in REFERENCE_TOOLS else 1
-        return rank, _median(runs[tool]) or float("inf")
-
-    for tool in sorted(runs, key=order):
-        label = TOOLS[tool].label + (" *(reference)*" if tool in REFERENCE_TOOLS else "")
-        med = _median(runs[tool])
-        rss = max((r.rss_mib for r in runs[tool] if r.rss_mib is not None), default=0.0)
-        process = statistics.median(r.process_seconds for r in runs[tool])
-        cpu = statistics.median(r.cpu_seconds for r in runs[tool])
-        if med is None:
-            errors = "; ".join(sorted({r.error or "" for r in runs[tool] if r.error}))
-            lines.append(f"| {label} | failed: {errors} | | | | {process:.2f} | {cpu:.2f} |")
-            continue
-        times = [r.seconds for r in runs[tool] if r.seconds is not None]
-        ratio = f"{med / best[1]:.2f}" if best else "—"
-        lines.append(f"| {label} | {med:.2f} | {min(times):.2f}–{max(times):.2f} | {rss:.0f} "
-                     f"| {ratio} | {process:.2f} | {cpu:.2f} |")
-    lines += [f"| {TOOLS[t].label} | {why} | | | | | |" for t, why in unavailable.items()]
-    return lines
-
-
-def derived(setting: str, res: dict[str, dict[str, list[Run]]],
-            data: dict[str, DataInfo]) -> list[str]:
-    """Download phase vs the raw reader, S3 objects/s, and the issue's targets."""
-    out: list[str] = []
-    for scenario in ("s1", "s2"):
-        runs = res.get(scenario, {})
-        raw, dl = _median(runs.get("raw", [])), _median(runs.get("dreambolt-download", []))
-        if raw and dl:
-            size = data[scenario].bytes / MiB
-            out.append(f"- {scenario.upper()} download phase: DreamBolt `S3Client.read` "
-                       f"{size / dl:.0f} MiB/s vs raw reader {size / raw:.0f} MiB/s = "
-                       f"**{100 * raw / dl:.0f}%** of raw throughput (target ≥ 85%)")
-    s3 = res.get("s3", {})
-    ours, theirs = _median(s3.get("dreambolt", [])), _median(s3.get("s3fs", []))
-    if ours and theirs:
-        n = data["s3"].objects
-        out.append(f"- S3 objects/s: DreamBolt **{n / ours:.0f}**, s3fs + polars {n / theirs:.0f}"
-                   f" → **{theirs / ours:.2f}×** (target ≥ 2×)")
-    for scenario in ("s1", "s2", "s3"):
-        runs = res.get(scenario, {})
-        best, ours = _best_peer(runs), _median(runs.get("dreambolt", []))
-        if best and ours:
-            verdict = "met" if ours <= best[1] else "NOT met"
-            out.append(f"- {scenario.upper()}: DreamBolt ÷ best peer ({TOOLS[best[0]].label}) = "
-                       f"**{ours / best[1]:.2f}** (target ≤ 1.0 at realistic settings: "
-                       f"{verdict if setting == 'realistic' else 'n/a'})")
-    if "dreambolt" in res.get("s4", {}):
-        rss = max((r.rss_mib or 0.0 for r in res["s4"]["dreambolt"]), default=0.0)
-        out.append(f"- S4 DreamBolt peak RSS: **{rss:.0f} MiB** (target < 600 MiB: "
-                   f"{'met' if rss < 600 else 'NOT met'})")
-    return out
 
 
 def _version(name: str) -> str:

@@ -390,8 +390,7 @@ def main(argv: list[str]) -> int:
         importlib.import_module(module)
     began = time.perf_counter()
     result = tool.work(ctx)
-    seconds = time.perf_counter() - began
-    outcome = {"seconds": seconds, "rss_kib": _peak_rss_kib(),
+    outcome = {"seconds": time.perf_counter() - began, "rss_kib": _peak_rss_kib(),
                **_check(ctx, result, spec["rows"], spec["bytes"])}
     print(MARKER + json.dumps(outcome), flush=True)
     return 0
