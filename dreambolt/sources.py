@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import InvalidS3UriError, S3NotFoundError
+from .errors import InvalidS3UriError, S3BaseError, S3NotFoundError
 from .s3 import ObjectInfo, S3Client
 from .uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
 
@@ -80,9 +80,12 @@ async def _expand_s3(uri: S3Uri, client: S3Client) -> list[Source]:
         return [source(info) async for info in client.list(uri)]
     try:
         info = await client.head(uri)
-    except S3NotFoundError:
+    except S3NotFoundError as missing:
         # `s3://b/logs` may mean the "folder" logs/: use it if it holds anything.
-        found = [source(i) async for i in client.list(uri.with_key(uri.key + "/"))]
+        try:
+            found = [source(i) async for i in client.list(uri.with_key(uri.key + "/"))]
+        except S3BaseError:
+            raise missing from missing.__cause__
         if found:
             return found
         raise

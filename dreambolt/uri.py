@@ -39,8 +39,11 @@ _ESCAPE_OR_WILDCARD = re.compile(r"\\.|[*?\[]", re.DOTALL)
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 # A word, a colon, then a slash (`s3:/x`, `http:/x`) is a mistyped URI, never a local path; so is
-# a known scheme followed by a colon (`s3:bucket/key`). One-letter words are Windows drives.
-_URI_ATTEMPT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:s3[an]?|https?|file):", re.IGNORECASE)
+# a known scheme followed by a colon (`s3:bucket/key`) or by `//` without one (`s3//bucket/key`).
+# One-letter words are Windows drives.
+_URI_ATTEMPT = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]+:/|(?:s3[an]?|https?|file):|(?:s3[an]?|https?)//", re.IGNORECASE
+)
 _VERSION_SUFFIX = re.compile(r"\?versionId=([^?&/]+)\Z")
 
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"

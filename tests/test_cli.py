@@ -88,6 +88,8 @@ def test_invalid_uri_exits_2_with_an_example(tmp_path: Path) -> None:
     done = run("ingest", "s3:/bad", "--db", str(tmp_path / "t.duckdb"))
     assert done.returncode == 2
     assert "s3:/bad" in done.stderr and "s3://my-bucket/" in done.stderr
+    typo = run("ingest", "s3//my-bucket/x.csv", "--db", str(tmp_path / "t.duckdb"))
+    assert typo.returncode == 2 and "'://'" in typo.stderr
     bad_table = run("ingest", "x.csv", "--table", "x; drop table y")
     assert bad_table.returncode == 2 and "invalid table name" in bad_table.stderr
 

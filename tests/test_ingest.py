@@ -768,3 +768,15 @@ def test_spools_of_killed_runs_are_removed(
     fresh = new_spool()
     assert not stale.exists() and mine.exists() and fresh.exists()
     assert fresh.name.startswith(f"dreambolt-spool-{os.getpid()}-")
+
+
+async def test_a_missing_bucket_is_reported_for_the_uri_given(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    async with Ingester(db=tmp_path / "db.duckdb",
+                        s3_options=s3_options(proxy.endpoint_url)) as ing:
+        report = await ing.ingest("s3://no-such-bucket-here/x.csv", table="t")
+    (result,) = report.files
+    assert (result.uri, result.status) == ("s3://no-such-bucket-here/x.csv", "skipped")
+    assert result.error is not None and result.error.code == "NoSuchBucket"
+    assert result.error.message.startswith("s3://no-such-bucket-here/x.csv: NoSuchBucket")
