@@ -63,9 +63,9 @@ class SizeType(click.ParamType):  # type: ignore[type-arg]
         return size
 
 
-def _consoles(quiet: bool) -> tuple[Console, Console]:
+def _consoles() -> tuple[Console, Console]:
     """(stderr console for progress and messages, stdout console)."""
-    return Console(stderr=True, quiet=False, highlight=False), Console(highlight=False)
+    return Console(stderr=True, highlight=False), Console(highlight=False)
 
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -171,7 +171,7 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def ingest(uris: tuple[str, ...], **params: Any) -> None:
     """Load URI… (objects, prefixes, globs, local paths) into a DuckDB table."""
-    err, out = _consoles(params["quiet"])
+    err, out = _consoles()
     inputs = _read_inputs(uris, params["from_file"])
     if not inputs:
         _fail(err, "no input: name S3 URIs or paths (e.g. s3://my-bucket/data/*.csv), or use "
@@ -236,7 +236,7 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
 @s3_options
 def ls_command(uris: tuple[str, ...], **params: Any) -> None:
     """List the objects URI… expand to: time, size, etag, URI (globs allowed)."""
-    err, out = _consoles(False)
+    err, out = _consoles()
     ingester = Ingester(":memory:", s3_options=_client_options(params))
 
     async def go() -> int:
@@ -268,7 +268,7 @@ def demo(db: str) -> None:
     """Run the main job on an embedded default: a local moto S3, sample data, a DuckDB file."""
     from .demo import run_demo
 
-    err, out = _consoles(False)
+    err, out = _consoles()
     try:
         sys.exit(_run(lambda: run_demo(db, err, out)))
     except KeyboardInterrupt:

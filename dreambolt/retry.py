@@ -19,7 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import S3GenericError, S3RateLimitError
+from .errors import S3GenericError, S3IntegrityError, S3RateLimitError
 
 __all__ = ["RetryPolicy", "is_retryable"]
 
@@ -52,6 +52,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Tell whether a translated S3 error is worth another attempt."""
     if isinstance(exc, S3RateLimitError):
         return True
+    if isinstance(exc, S3IntegrityError):
+        return exc.code == "IncompleteBody"  # a short body is transient; a bad checksum is not
     if not isinstance(exc, S3GenericError):
         return False  # auth, not-found, object-changed and integrity errors never improve
     if exc.status in _RETRYABLE_STATUS or exc.code in _RETRYABLE_CODES:

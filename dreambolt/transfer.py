@@ -90,13 +90,15 @@ async def _get_whole(
     async def op(client: Any) -> tuple[dict[str, Any], bytes]:
         response = await client.get_object(**kwargs)
         async with response["Body"] as body:
-            return response, await body.read()
+            data = await body.read()
+        expected = info_from_response(uri, response).size
+        if len(data) != expected:  # inside the retried call: a short body is fetched again
+            raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {expected} bytes")
+        return response, data
 
     async with s3.budget:
         response, data = await s3._call("GetObject", uri, op)
     info = info_from_response(uri, response)
-    if len(data) != info.size:
-        raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {info.size} bytes")
     checksum = Checksum.of(info.checksum)
     if checksum is not None and not checksum.matches_stream([data]):
         raise _mismatch(uri, checksum)

@@ -10,10 +10,12 @@ from tenacity import RetryCallState
 from dreambolt.errors import (
     S3AuthError,
     S3GenericError,
+    S3IntegrityError,
     S3NotFoundError,
     S3ObjectChangedError,
     S3RateLimitError,
     classify,
+    make_error,
     redact,
     register_secret,
     translate,
@@ -86,6 +88,9 @@ def test_retryability() -> None:
     assert is_retryable(translate(client_error("RequestTimeout", 400), URI))
     assert is_retryable(translate(aiohttp.ClientPayloadError("cut"), URI))
     assert is_retryable(translate(aiohttp.ServerDisconnectedError(), URI))
+    short = make_error(S3IntegrityError, uri=URI, code="IncompleteBody", status=None)
+    corrupt = make_error(S3IntegrityError, uri=URI, code="ChecksumMismatch", status=None)
+    assert is_retryable(short) and not is_retryable(corrupt)
     for code, status in (("AccessDenied", 403), ("NoSuchKey", 404), ("PreconditionFailed", 412),
                          ("InvalidRequest", 400)):
         assert not is_retryable(translate(client_error(code, status), URI))
