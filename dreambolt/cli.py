@@ -163,6 +163,8 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
               help="Skip unreadable objects and go on, or stop at the first failure.")
 @click.option("--mode", type=click.Choice(["append", "replace"]), default="append",
               show_default=True, envvar="DREAMBOLT_MODE", help="replace rebuilds the table.")
+@click.option("--preserve-order", is_flag=True, envvar="DREAMBOLT_PRESERVE_ORDER",
+              help="Keep each file's rows in file order in the table (slower for big files).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only keys matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Drop keys matching (repeatable).")
 @click.option("--from-file", type=click.File("r"), help="Read URIs, one a line, from FILE or -.")
@@ -188,6 +190,7 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
             params["db"], on_error=params["on_error"], format=params["format_"],
             listener=listener, s3_options=_client_options(params), embed=params["embed"],
             embed_column=params["embed_column"], embed_base_url=params["embed_base_url"],
+            preserve_order=params["preserve_order"],
         )
     except ValueError as exc:  # an unknown embedding model
         _fail(err, str(exc), EXIT_USAGE)

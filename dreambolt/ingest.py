@@ -49,6 +49,9 @@ class Ingester:
 
     Use as `async with Ingester(db=...) as ing:`. An S3 client is created on first need (so
     local files need no AWS configuration) unless one is passed in; a passed client stays open.
+    Like any SQL table, the table's rows have no order: DuckDB writes a big file's row groups
+    from several threads at once. `preserve_order=True` keeps each file's rows in file order,
+    at some speed (about 20% on a 1 GiB CSV).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Ingester:
         embed: str | Embedder | None = None,
         embed_column: str | None = None,
         embed_base_url: str | None = None,
+        preserve_order: bool = False,
     ) -> None:
         """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
         and ValueError for an unknown model name: before anything is downloaded."""
@@ -84,6 +88,7 @@ class Ingester:
         self.files_in_flight = max(1, files_in_flight)
         self.memory_budget = memory_budget
         self.spool_threshold = spool_threshold
+        self.preserve_order = preserve_order
         self.last_report: IngestReport | None = None
         self._client = client
         self._own_client = False
@@ -139,7 +144,7 @@ class Ingester:
     async def sink(self) -> DuckDBSink:
         """The database, opened on first use (SinkError if it cannot be)."""
         if self._sink is None:
-            self._sink = await self._db(DuckDBSink, self.db)
+            self._sink = await self._db(DuckDBSink, self.db, preserve_order=self.preserve_order)
         return self._sink
 
     async def _fetch(

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .fetch import ByteBudget, Failed, Fetched
 from .formats import read_many
+from .prefetch import Prefetch
 from .report import ErrorInfo, FileResult, IngestReport, Listener, Status
 from .sinks.duckdb import DuckDBSink, FileWrite
 from .sources import Source
@@ -160,9 +161,10 @@ class Writer:
             return result
         sink = self.sink
         began = time.monotonic()
+        frames = Prefetch(item.frames(), name="dreambolt-parse")  # parse ahead of the inserts
         writing = asyncio.ensure_future(self._db(
             sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
-            frames=item.frames(), run_id=run.run_id, rebuild=run.rebuild,
+            frames=frames, run_id=run.run_id, rebuild=run.rebuild,
         ))
         try:
             try:
@@ -183,6 +185,7 @@ class Writer:
             await self.settle(run, [result])
             return result
         finally:
+            frames.close()
             item.discard()
         run.rebuild = False
         result = FileResult(src.uri, "loaded", rows=rows, bytes=item.size, etag=item.etag,

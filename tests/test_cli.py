@@ -302,3 +302,18 @@ def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
     assert "huge" not in tables
+
+
+def test_preserve_order_flag_keeps_file_order(tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    rows = 400_000  # several DuckDB row groups
+    big.write_text("id\n" + "".join(f"{i}\n" for i in range(rows)))
+    db = tmp_path / "o.duckdb"
+    done = run("ingest", str(big), "--db", str(db), "--table", "t", "--preserve-order", "-q")
+    assert done.returncode == 0, done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        ids = [r[0] for r in con.execute("SELECT id FROM t").fetchall()]
+    finally:
+        con.close()
+    assert ids == list(range(rows))

@@ -780,3 +780,29 @@ async def test_a_missing_bucket_is_reported_for_the_uri_given(
     assert (result.uri, result.status) == ("s3://no-such-bucket-here/x.csv", "skipped")
     assert result.error is not None and result.error.code == "NoSuchBucket"
     assert result.error.message.startswith("s3://no-such-bucket-here/x.csv: NoSuchBucket")
+
+
+# --- row order ----------------------------------------------------------------------------------
+
+async def test_preserve_order_keeps_a_big_files_rows_in_file_order(tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    rows = 600_000  # several DuckDB row groups (122,880 rows each) and parse blocks
+    with big.open("w") as out:
+        out.write("id,v\n")
+        out.writelines(f"{i},{i % 97}\n" for i in range(rows))
+    ordered, unordered = tmp_path / "ordered.duckdb", tmp_path / "unordered.duckdb"
+    async with Ingester(db=ordered, spool_threshold=1 << 20, preserve_order=True) as ing:
+        report = await ing.ingest(str(big), table="t")
+        assert report.rows == rows
+        sink = await ing.sink()
+        assert sink.con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() \
+            == (True,)
+    assert [r[0] for r in query(ordered, "SELECT id FROM t")] == list(range(rows))
+    # The default lets DuckDB write row groups from several threads: the same rows, any order.
+    async with Ingester(db=unordered, spool_threshold=1 << 20) as ing:
+        await ing.ingest(str(big), table="t")
+        sink = await ing.sink()
+        assert sink.con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() \
+            == (False,)
+    assert query(unordered, "SELECT count(*), count(DISTINCT id), sum(v) FROM t") == query(
+        ordered, "SELECT count(*), count(DISTINCT id), sum(v) FROM t")
