@@ -9,7 +9,9 @@ from message text.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -22,6 +24,8 @@ from tenacity import (
 from .errors import S3GenericError, S3IntegrityError, S3RateLimitError
 
 __all__ = ["RetryPolicy", "is_retryable"]
+
+T = TypeVar("T")
 
 _RETRYABLE_STATUS = {500, 502, 503, 504}
 _RETRYABLE_CODES = {
@@ -98,4 +102,27 @@ class RetryPolicy:
             retry=retry_if_exception(is_retryable),
             reraise=True,
         )
+
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` until it succeeds or the policy gives up (tenacity decides).
+
+        The first try runs outside tenacity, whose bookkeeping costs about 0.15 ms of CPU per
+        attempt (a tenth of a small GET): nearly every request succeeds at once. If it fails,
+        tenacity takes over from the start, its first attempt raising that same error again
+        without a request, so the attempt count, the waits and `Retry-After` are exactly those
+        of the policy.
+        """
+        try:
+            return await attempt()
+        except Exception as exc:
+            if self.max_retries == 0 or not is_retryable(exc):
+                raise
+            first: list[Exception] = [exc]
+
+        async def replayed() -> T:
+            if first:
+                raise first.pop()
+            return await attempt()
+
+        return await self.retrying()(replayed)
 

@@ -8,19 +8,17 @@ policy (tenacity, the only retry layer), logs timing, and translates errors into
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
 
 from .checksum import checksum_pair
 from .errors import (
@@ -32,6 +30,7 @@ from .errors import (
     translate,
 )
 from .retry import RetryPolicy
+from .session import gc_paused, new_session
 from .uri import S3Uri, glob_match, parse_s3_uri
 
 __all__ = ["ObjectInfo", "Progress", "S3Client"]
@@ -111,11 +110,7 @@ class S3Client:
         self.budget = asyncio.Semaphore(concurrency)
 
     async def __aenter__(self) -> S3Client:
-        self._session = AioSession(profile=self.profile)
-        # botocore parses Last-Modified with dateutil, a large share of its per-request CPU.
-        self._session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=parse_timestamp
-        )
+        self._session = new_session(self.profile)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -144,12 +139,13 @@ class S3Client:
             if region not in self._clients:
                 if not self._clients:
                     await self._remember_secrets()
-                self._clients[region] = await self._stack.enter_async_context(
-                    self._session.create_client(
-                        "s3", region_name=region, endpoint_url=self.endpoint_url,
-                        config=self._config(),
+                with gc_paused():
+                    self._clients[region] = await self._stack.enter_async_context(
+                        self._session.create_client(
+                            "s3", region_name=region, endpoint_url=self.endpoint_url,
+                            config=self._config(),
+                        )
                     )
-                )
         return self._clients[region]
 
     def _config(self) -> Any:
@@ -160,6 +156,8 @@ class S3Client:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             s3={"addressing_style": "path"} if self.endpoint_url else None,
+            # SigV4 everywhere: botocore would presign with the legacy SigV2 otherwise
+            signature_version="s3v4",
             # We check full-object checksums ourselves (dreambolt.transfer, with awscrt's CRCs),
             # once per object; botocore's own handling costs CPU on every request.
             request_checksum_calculation="when_required",
@@ -225,7 +223,7 @@ class S3Client:
                       time.monotonic() - started)
             return result
 
-        return await self.policy.retrying()(once)
+        return await self.policy.call(once)
 
     # --- verbs ---------------------------------------------------------------------------
 
@@ -341,15 +339,6 @@ class S3Client:
         target = uri if isinstance(uri, ObjectInfo) else _as_uri(uri, require_key=True)
         async for chunk in iter_object(self, target, progress=progress):
             yield chunk
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse the RFC 1123 and ISO 8601 timestamps S3 sends, quickly (UTC when unzoned)."""
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def operation(name: str, **kwargs: Any) -> Callable[[Any], Awaitable[Any]]:

@@ -26,6 +26,7 @@ import aiofiles.os
 
 from .checksum import Checksum, from_response
 from .errors import S3BaseError, S3IntegrityError, make_error
+from .presigned import get_small_object
 from .s3 import ObjectInfo, Progress, info_from_response
 from .uri import S3Uri
 
@@ -88,9 +89,7 @@ async def _get_whole(
         kwargs["IfMatch"] = pinned_to.etag
 
     async def op(client: Any) -> tuple[dict[str, Any], bytes]:
-        response = await client.get_object(**kwargs)
-        async with response["Body"] as body:
-            data = await body.read()
+        response, data = await get_small_object(client, kwargs)
         expected = info_from_response(uri, response).size
         if len(data) != expected:  # inside the retried call: a short body is fetched again
             raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {expected} bytes")

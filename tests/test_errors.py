@@ -126,3 +126,49 @@ def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
     assert policy._wait(_state(1, huge)) == 20.0
     with pytest.raises(ValueError):
         RetryPolicy(max_retries=-1)
+
+
+class _Flaky:
+    """Fails with the given errors, in order, then returns "ok"; counts the attempts."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+async def test_policy_call_counts_attempts_like_tenacity_alone() -> None:
+    policy = RetryPolicy(max_retries=3, backoff_factor=0.001, max_backoff=0.01)
+    slow = translate(client_error("SlowDown", 503), URI)
+    first_time = _Flaky()
+    assert await policy.call(first_time) == "ok" and first_time.calls == 1
+    twice = _Flaky(slow, slow)
+    assert await policy.call(twice) == "ok" and twice.calls == 3
+    always = _Flaky(*[slow] * 10)
+    with pytest.raises(S3RateLimitError):
+        await policy.call(always)
+    assert always.calls == 4  # the first attempt and max_retries=3 retries
+    denied = _Flaky(translate(client_error("AccessDenied", 403), URI))
+    with pytest.raises(S3AuthError):
+        await policy.call(denied)
+    assert denied.calls == 1
+    never = _Flaky(slow)
+    with pytest.raises(S3RateLimitError):
+        await RetryPolicy(max_retries=0).call(never)
+    assert never.calls == 1
+
+
+async def test_policy_call_waits_what_the_server_asks_before_the_first_retry() -> None:
+    import time
+
+    policy = RetryPolicy(max_retries=1, backoff_factor=0.0, max_backoff=5.0)
+    told = translate(client_error("SlowDown", 503, {"retry-after": "1"}), URI)
+    flaky = _Flaky(told)
+    began = time.monotonic()
+    assert await policy.call(flaky) == "ok"
+    assert time.monotonic() - began >= 0.95 and flaky.calls == 2

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from faultproxy import FaultProxy
@@ -23,6 +25,7 @@ from dreambolt import (
     S3ObjectChangedError,
     S3RateLimitError,
 )
+from dreambolt.uri import parse_s3_uri
 
 PART = 1024
 
@@ -205,7 +208,11 @@ async def test_missing_bucket_and_key(client: S3Client, bucket: str) -> None:
 async def test_bad_credentials_and_denied_user(
     moto: MotoServer, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    # moto checks only header-signed requests (a presigned URL gets a 500 under enable_auth), so
+    # the object is bigger than a part: HEAD and ranged GETs, header-signed by botocore. The
+    # small-object path's presigned GETs meet the same errors in test_presigned_get_errors_*.
+    body = os.urandom(4 * PART)
+    s3.put_object(Bucket=bucket, Key="k", Body=body)
     reader = moto.create_user(bucket, can_read=True)
     lister = moto.create_user(bucket, can_read=False)
     uri = f"s3://{bucket}/k"
@@ -227,7 +234,7 @@ async def test_bad_credentials_and_denied_user(
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader.access_key_id)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader.secret_access_key)
         async with fast(moto.endpoint_url) as allowed:
-            assert await allowed.read(uri) == b"x"
+            assert await allowed.read(uri) == body
 
 
 async def test_no_credentials_at_all(
@@ -274,7 +281,9 @@ async def test_region_from_uri_gets_its_own_cached_client(
     assert client._clients["us-west-2"] is west
     assert await client.read(f"https://{bucket}.s3.eu-central-1.amazonaws.com/r.csv") == b"a,b\n"
     assert set(client._clients) == {"us-west-2", "eu-central-1"}
-    scopes = [r.headers.get("Authorization", "") for r in proxy.requests if r.method == "GET"]
+    # the signing scope: in the Authorization header, or in a presigned GET's query
+    scopes = [r.headers.get("Authorization", "") + unquote(r.query)
+              for r in proxy.requests if r.method == "GET"]
     assert sum("/us-west-2/s3/aws4_request" in s for s in scopes) == 2
     assert sum("/eu-central-1/s3/aws4_request" in s for s in scopes) == 1
 
@@ -290,7 +299,8 @@ async def test_region_discovered_from_bucket_once(
         b"1", b"2"
     ]
     assert proxy.count("HEAD", f"^/{name}/?$") == 1
-    gets = [r.headers.get("Authorization", "") for r in proxy.requests if r.method == "GET"]
+    gets = [r.headers.get("Authorization", "") + unquote(r.query)
+            for r in proxy.requests if r.method == "GET"]
     assert all("/eu-west-1/s3/aws4_request" in g for g in gets) and len(gets) == 2
 
 
@@ -341,3 +351,47 @@ async def test_download_48_mib_keeps_memory_bounded(
     print(f"download 48 MiB: peak traced allocation {peak / 2**20:.1f} MiB")
     # ranges stream to disk in chunks: less than one 8 MiB part, never the whole 48 MiB
     assert peak < 8 * 2**20
+
+
+# --- small objects: one presigned GET on the client's own HTTP session ------------------------
+
+async def test_small_objects_are_fetched_with_one_presigned_get(
+    client: S3Client, proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    from dreambolt.transfer import read_object
+
+    s3.put_object(Bucket=bucket, Key="small ü+.csv", Body=b"a,b\n1,2\n",
+                  ChecksumAlgorithm="CRC32")
+    head = s3.head_object(Bucket=bucket, Key="small ü+.csv", ChecksumMode="ENABLED")
+    info, data = await read_object(client, parse_s3_uri(f"s3://{bucket}/small ü+.csv"))
+    assert data == b"a,b\n1,2\n"
+    assert (info.size, info.etag, info.last_modified) == (
+        8, head["ETag"], head["LastModified"])
+    assert info.checksum == ("CRC32", head["ChecksumCRC32"])
+    gets = [r for r in proxy.requests if r.method == "GET"]
+    assert len(gets) == 1 and gets[0].path == f"/{bucket}/small ü+.csv"
+    assert "X-Amz-Signature=" in gets[0].query and "X-Amz-Credential=" in gets[0].query
+    headers = {k.lower(): v for k, v in gets[0].headers.items()}
+    assert headers.get("x-amz-checksum-mode") == "ENABLED" and "authorization" not in headers
+
+
+async def test_presigned_get_errors_read_like_botocores(
+    client: S3Client, proxy: FaultProxy, s3: Any, bucket: str, fake_secret: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    proxy.add_rule("error", status=403, code="InvalidAccessKeyId", method="GET", path="/k$",
+                   message="The AWS Access Key Id you provided does not exist in our records.")
+    with pytest.raises(S3AuthError) as caught:
+        await client.read(f"s3://{bucket}/k")
+    assert caught.value.code == "InvalidAccessKeyId" and caught.value.status == 403
+    assert "AWS_PROFILE" in str(caught.value) and proxy.count("GET", "/k$") == 1
+    # A broken connection is reported without the URL's signature or key ID.
+    proxy.reset()
+    proxy.add_rule("reset", method="GET", path="/k$")
+    async with fast(proxy.endpoint_url, max_retries=0) as s3_client:
+        with pytest.raises(S3GenericError) as broken:
+            await s3_client.read(f"s3://{bucket}/k")
+    assert proxy.count("GET", "/k$") >= 1
+    text = f"{broken.value} {broken.value!r}"
+    assert os.environ["AWS_ACCESS_KEY_ID"] not in text and fake_secret not in text
+    assert not re.search(r"X-Amz-Signature=(?!\*\*\*)", text), text

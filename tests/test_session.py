@@ -1,0 +1,41 @@
+"""Pure units: the botocore session setup (model loader, timestamps, GC pause)."""
+
+from __future__ import annotations
+
+import gc
+from datetime import UTC, datetime
+
+from botocore.loaders import create_loader
+
+from dreambolt.session import gc_paused, new_session, parse_timestamp
+
+
+def test_models_load_the_same_as_botocores_own_loader() -> None:
+    ours = new_session().get_component("data_loader")
+    theirs = create_loader()
+    for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
+        mine = ours.load_service_model("s3", kind)
+        assert mine == theirs.load_service_model("s3", kind)
+        assert type(mine) is dict  # plain dicts: the point of the loader
+    assert ours.load_data("endpoints") == theirs.load_data("endpoints")
+
+
+def test_timestamps_in_both_s3_forms() -> None:
+    when = datetime(2024, 3, 19, 21, 39, 31, tzinfo=UTC)
+    assert parse_timestamp("Tue, 19 Mar 2024 21:39:31 GMT") == when
+    assert parse_timestamp("2024-03-19T21:39:31.000Z") == when
+    assert parse_timestamp("2024-03-19T21:39:31") == when  # unzoned: UTC
+
+
+def test_gc_paused_restores_the_collector_as_it_was() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off: it stays off
+    finally:
+        gc.enable()
