@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
+from .batching import Batches, discard, drain
 from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from .errors import (
     DreamBoltError,
@@ -223,8 +224,11 @@ class Ingester:
         report = IngestReport(table=table, db=self.db, started_at=datetime.now(UTC),
                               dry_run=dry_run)
         self.last_report = report
-        sink = await self.sink()
-        sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
+        opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
+        try:
+            sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
+        finally:
+            sink = await opening  # an unusable database is reported first, as before
         own = {self._db_uri + suffix for suffix in ("", ".wal")}
         sources = [s for s in sources if s.uri not in own]  # never ingest the database itself
         for _, exc in failures:
@@ -311,16 +315,13 @@ class Ingester:
             await run.queue.put(item)
 
         producers = [asyncio.create_task(produce(src)) for src in todo]
+        limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
+        batches = Batches(run.queue, expected=len(todo), limit=limit)
         done: set[str] = set()
         remaining = len(todo)
         try:
             while remaining:
-                batch = [await run.queue.get()]
-                # Whatever else is ready is written in the same transaction (one commit, one
-                # insert per shape), except under --on-error abort, which goes file by file.
-                while (self.on_error == "skip" and len(batch) < GROUP_FILES
-                       and not run.queue.empty()):
-                    batch.append(run.queue.get_nowait())
+                batch = await batches.next()
                 remaining -= len(batch)
                 try:
                     results = await writer.write_batch(run, batch)
@@ -339,10 +340,7 @@ class Ingester:
             for task in producers:
                 task.cancel()
             await asyncio.gather(*producers, return_exceptions=True)
-            while not run.queue.empty():
-                leftover = run.queue.get_nowait()
-                if isinstance(leftover, Fetched):
-                    leftover.discard()
+            discard([*await batches.close(), *drain(run.queue)])
         if run.report.aborted:
             writer.not_attempted(run, [src for src in todo if src.uri not in done])
 

@@ -33,11 +33,11 @@ from .report import ErrorInfo, FileResult, IngestReport, Listener, Status
 from .sinks.duckdb import DuckDBSink, FileWrite
 from .sources import Source
 
-__all__ = ["GROUP_FILES", "Run", "Writer", "is_fatal", "status_of"]
+__all__ = ["GROUP_FILES", "Run", "Writer", "is_fatal", "parse_deferred", "status_of"]
 
 log = logging.getLogger("dreambolt.ingest")
 T = TypeVar("T")
-GROUP_FILES = 256  # small files written per transaction at most
+GROUP_FILES = 1024  # small files written per transaction at most
 DbRunner = Callable[..., Awaitable[Any]]
 
 
@@ -74,14 +74,24 @@ class Run:
     )
 
 
-async def _parse_deferred(batch: list[Fetched | Failed]) -> list[Fetched | Failed]:
-    """Parse the batch's unparsed small CSVs together (in a worker thread); errors per file."""
+async def parse_deferred(batch: list[Fetched | Failed]) -> list[Fetched | Failed]:
+    """Parse the batch's unparsed small CSVs together (in a worker thread); errors per file.
+
+    If this is cancelled, the batch's files are discarded (downloads stopped, spools removed).
+    """
     deferred = [i for i in batch if isinstance(i, Fetched) and i.raw is not None]
     if not deferred:
         return batch
-    parsed = await asyncio.to_thread(read_many, [
-        (i.raw, i.fmt, i.source.uri) for i in deferred if i.raw is not None and i.fmt is not None
-    ])
+    try:
+        parsed = await asyncio.to_thread(read_many, [
+            (i.raw, i.fmt, i.source.uri) for i in deferred
+            if i.raw is not None and i.fmt is not None
+        ])
+    except BaseException:
+        for item in batch:
+            if isinstance(item, Fetched):
+                item.discard()
+        raise
     outcome: dict[int, Fetched | Failed] = {}
     for item, frame in zip(deferred, parsed, strict=True):
         item.raw = None
@@ -113,7 +123,7 @@ class Writer:
 
     async def write_batch(self, run: Run, batch: list[Fetched | Failed]) -> list[FileResult]:
         """Write a batch: small parsed files together in one transaction, the rest one by one."""
-        batch = await _parse_deferred(batch)
+        batch = await parse_deferred(batch)  # a no-op for a batch parsed already
         small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
         together: dict[str, FileResult] = {}
         if len(small) > 1:

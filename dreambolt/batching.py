@@ -1,0 +1,109 @@
+"""How fetched files are grouped: parsed together in one call, written in one transaction.
+
+Three stages overlap. Downloads put files on the `arrived` queue; a parse task takes what has
+arrived (up to `limit` files), parses their small CSVs together in a worker thread and hands the
+group on; the writer takes parsed groups and writes each as one transaction.
+
+Small files are worth gathering before they are written. An insert of at least a row group
+(122,880 rows) is written by DuckDB straight into the database file, compressed on all cores,
+where a smaller one goes through the WAL and is written again at the next checkpoint: 1,000 files
+of 300 rows take 0.16 s as one insert and 0.44 s as four. So while a group of small files is
+short of a row group and more files are on their way, the writer waits a little (`LINGER`) for
+them instead of writing the moment anything is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import TypeVar
+
+from .fetch import Failed, Fetched
+from .write import parse_deferred
+
+__all__ = ["LINGER", "ROW_GROUP", "Batches", "discard", "drain"]
+
+ROW_GROUP = 122_880  # DuckDB's rows per row group
+LINGER = 0.25  # seconds the writer waits for more small files to fill a row group
+Item = Fetched | Failed
+T = TypeVar("T")
+
+
+class Batches:
+    """Groups of parsed files for the writer, parsed ahead while it writes the previous one."""
+
+    def __init__(self, arrived: asyncio.Queue[Item], *, expected: int, limit: int) -> None:
+        self.parsed: asyncio.Queue[list[Item]] = asyncio.Queue(2)
+        self._expected = expected  # files the writer has yet to take
+        self._limit = max(1, limit)
+        self._carry: list[Item] = []
+        self._task = asyncio.create_task(self._parse(arrived))
+
+    async def _parse(self, arrived: asyncio.Queue[Item]) -> None:
+        while True:
+            batch = [await arrived.get()]
+            while len(batch) < self._limit and not arrived.empty():
+                batch.append(arrived.get_nowait())
+            batch = await parse_deferred(batch)  # discards the batch if cancelled
+            try:
+                await self.parsed.put(batch)
+            except BaseException:
+                discard(batch)
+                raise
+
+    async def next(self) -> list[Item]:
+        """The next group to write in one transaction (at least one file, at most `limit`)."""
+        loop = asyncio.get_running_loop()
+        batch, self._carry = self._carry or await self.parsed.get(), []
+        deadline = loop.time() + LINGER
+        while len(batch) < self._limit:
+            if not self.parsed.empty():
+                more = self.parsed.get_nowait()
+            elif len(batch) >= self._expected or not _worth_waiting(batch):
+                break
+            else:
+                try:
+                    more = await asyncio.wait_for(self.parsed.get(), deadline - loop.time())
+                except TimeoutError:
+                    break
+            if len(batch) + len(more) > self._limit:
+                self._carry = more
+                break
+            batch = batch + more
+        self._expected -= len(batch)
+        return batch
+
+    async def close(self) -> list[Item]:
+        """Stop parsing; return the files still held here (for the caller to discard)."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        left = [*self._carry, *(item for batch in drain(self.parsed) for item in batch)]
+        self._carry = []
+        return left
+
+
+def _worth_waiting(batch: list[Item]) -> bool:
+    """Only a group of small parsed files gains by waiting, and only until it fills a row group
+    (a big file being streamed from its download is written at once)."""
+    rows = 0
+    for item in batch:
+        if isinstance(item, Fetched):
+            if item.frame is None:
+                return False
+            rows += item.frame.height
+    return rows < ROW_GROUP
+
+
+def drain(queue: asyncio.Queue[T]) -> list[T]:
+    """Take everything left in `queue` without waiting."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def discard(items: Iterable[Item]) -> None:
+    """Stop the downloads and remove the spools of files that will not be written."""
+    for item in items:
+        if isinstance(item, Fetched):
+            item.discard()
