@@ -88,7 +88,9 @@ class GrowingFile:
 
     def pieces(self, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The file's bytes in order, waiting for them to land (blocking: not on the loop)."""
-        with self.path.open("rb") as handle:
+        # Unbuffered: a buffered reader would read ahead past the landed prefix and keep the
+        # zeros of ranges not written yet.
+        with self.path.open("rb", buffering=0) as handle:
             position = 0
             while True:
                 with self._lock:

@@ -33,7 +33,7 @@ from .uri import S3Uri
 if TYPE_CHECKING:
     from .s3 import S3Client
 
-__all__ = ["Span", "download_object", "iter_object", "read_object", "spool_object"]
+__all__ = ["Span", "download_object", "iter_object", "read_object", "split", "spool_object"]
 
 CHUNK = 256 << 10  # bytes taken from a response body at a time
 Span = tuple[int, int]  # first and last byte, inclusive
@@ -130,9 +130,27 @@ async def _plan(
         pin["VersionId"] = info.version_id
     if info.etag:
         pin["IfMatch"] = info.etag
-    spans = [(start, min(start + s3.part_size, info.size) - 1)
-             for start in range(0, info.size, s3.part_size)]
+    spans = split(info.size, s3.part_size, s3.concurrency)
     return _Plan(uri, info, spans, pin, checksum), info, b""
+
+
+def split(size: int, part: int, lanes: int) -> list[Span]:
+    """Cut `size` bytes into ranges of about `part` bytes, for `lanes` requests in flight.
+
+    When there are more ranges than lanes, their number becomes a multiple of `lanes`, so the
+    last round of requests is a full one rather than a few stragglers that each pay a first-byte
+    latency while most connections idle: 33 ranges on 16 lanes become 32 (3% bigger), which saves
+    a third round. Ranges never grow by more than a quarter; where they would, there are more of
+    them, smaller, instead.
+    """
+    count = -(-size // part)
+    if count == 0:
+        return []
+    if count > lanes and count % lanes:
+        fewer = count - count % lanes
+        count = fewer if count * 4 <= fewer * 5 else fewer + lanes
+    edges = [size * i // count for i in range(count + 1)]  # equal ranges, to the byte
+    return [(edges[i], edges[i + 1] - 1) for i in range(count)]
 
 
 async def _get_range(

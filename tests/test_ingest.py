@@ -743,7 +743,7 @@ async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
         report = await ing.ingest(f"s3://{bucket}/big/", table="t")
     proxy.errors.clear()  # the injected failures, as the proxy recorded them
     assert report.count("failed") == 1, report.files
-    assert "bytes=0-131071" in seen
+    assert any(r and r.startswith("bytes=0-") for r in seen)  # the first part was asked for
     assert query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'") \
         == [(0,)]
     assert list(spool.iterdir()) == []  # the spool file is gone too

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from dreambolt import (
     S3ObjectChangedError,
     S3RateLimitError,
 )
+from dreambolt.transfer import split
 from dreambolt.uri import parse_s3_uri
 
 PART = 1024
@@ -72,8 +74,8 @@ async def test_multi_range_read_is_concurrent_ranged_and_pinned(
     s3.put_object(Bucket=bucket, Key="big.bin", Body=data)
     assert await client.read(f"s3://{bucket}/big.bin") == data
     ranged = [r for r in proxy.requests if r.method == "GET" and r.has_range]
-    assert len(ranged) == 5 and not [r for r in proxy.requests if r.method == "GET"
-                                     and not r.has_range]
+    assert len(ranged) == len(split(len(data), PART, 4)) == 4  # 5 parts: one round of 4 lanes
+    assert not [r for r in proxy.requests if r.method == "GET" and not r.has_range]
     # one HEAD learns size, etag and checksum; every range is pinned to that etag
     etag = s3.head_object(Bucket=bucket, Key="big.bin")["ETag"]
     assert all(r.headers.get("If-Match") == etag for r in ranged)
@@ -162,7 +164,7 @@ async def test_cut_body_refetches_only_that_range(
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     assert rule.fired == 1
     ranges = [r.headers["Range"] for r in proxy.requests if r.has_range]
-    assert len(ranges) == 5 + 1
+    assert len(ranges) == len(split(len(data), PART, 4)) + 1
     repeated = {r for r in ranges if ranges.count(r) > 1}
     assert len(repeated) == 1
     assert ranges.count(repeated.pop()) == 2
@@ -395,3 +397,17 @@ async def test_presigned_get_errors_read_like_botocores(
     text = f"{broken.value} {broken.value!r}"
     assert os.environ["AWS_ACCESS_KEY_ID"] not in text and fake_secret not in text
     assert not re.search(r"X-Amz-Signature=(?!\*\*\*)", text), text
+
+
+def test_split_fills_every_round_of_requests() -> None:
+    mib = 2**20
+    for size in (1, PART, 5 * PART + 1, 271_136_768, 1_087_853_183, 20 * mib, 24 * 8 * mib):
+        for part, lanes in ((PART, 4), (8 * mib, 16), (8 * mib, 64)):
+            spans = split(size, part, lanes)
+            assert spans[0][0] == 0 and spans[-1][1] == size - 1
+            assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
+            assert max(b - a + 1 for a, b in spans) <= part * 5 // 4 + 1  # at most +25%
+            if len(spans) > lanes:
+                assert len(spans) % lanes == 0  # no round of a few stragglers
+    assert len(split(271_136_768, 8 * mib, 16)) == 32  # 33 parts of 8 MiB: one round fewer
+    assert len(split(271_136_768, 8 * mib, 64)) == 33  # fewer parts than lanes: as they are
