@@ -291,21 +291,18 @@ class Ingester:
     async def _pipeline(
         self, run: Run, writer: Writer, todo: list[Source], declared: str | None
     ) -> None:
-        gate = asyncio.Semaphore(self.files_in_flight)
-
         async def produce(src: Source) -> None:
             cost = await run.budget.acquire(
                 src.size * 4 if src.size <= self.spool_threshold else 64 << 20
             )
             began = time.monotonic()
             try:
-                async with gate:
-                    self.listener.started(src.uri, src.size)
-                    item: Fetched | Failed = await self._fetch(
-                        src, run.spool, declared, defer_text=run.embed is None
-                    )
-                    if run.embed is not None and isinstance(item, Fetched):
-                        item = await run.embed.apply(item, run.spool)
+                self.listener.started(src.uri, src.size)
+                item: Fetched | Failed = await self._fetch(
+                    src, run.spool, declared, defer_text=run.embed is None
+                )
+                if run.embed is not None and isinstance(item, Fetched):
+                    item = await run.embed.apply(item, run.spool)
             except Exception as exc:  # every error becomes this file's result
                 item = Failed(src, exc)
             except BaseException:
@@ -314,7 +311,16 @@ class Ingester:
             item.cost, item.seconds = cost, time.monotonic() - began
             await run.queue.put(item)
 
-        producers = [asyncio.create_task(produce(src)) for src in todo]
+        # files_in_flight workers take the files in order (cheaper than a task per file
+        # parked on a semaphore: with thousands waiting, every wake-up costs).
+        pending = iter(todo)
+
+        async def work() -> None:
+            for src in pending:  # shared: each file is taken by exactly one worker
+                await produce(src)
+
+        producers = [asyncio.create_task(work())
+                     for _ in range(min(self.files_in_flight, len(todo)))]
         limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
         batches = Batches(run.queue, expected=len(todo), limit=limit)
         done: set[str] = set()
