@@ -245,8 +245,14 @@ async def read_object(
     pieces = _Pieces()
     await _fetch_all(s3, plan, pieces, report)
     chunks = pieces.chunks()
+    # The finished range tasks can stay alive in reference cycles until the next collection,
+    # and with them `pieces`: hold the chunks only here, and drop them once joined, so a big
+    # object is not in memory twice while the caller parses it.
+    pieces.ranges.clear()
     await _check_stream(plan, chunks)
-    return info, await asyncio.to_thread(b"".join, chunks)
+    data = await asyncio.to_thread(b"".join, chunks)
+    chunks.clear()
+    return info, data
 
 
 class _FileSink:

@@ -454,3 +454,17 @@ def test_read_many_falls_back_when_the_joint_parse_fails() -> None:
     assert isinstance(results[0], pl.DataFrame) and results[0].rows() == [(1, 2)]
     assert isinstance(results[2], pl.DataFrame) and results[2].rows() == [(7, 8)]
     assert isinstance(results[1], FormatError)  # the one bad file fails alone
+
+
+def test_read_many_splits_right_around_blank_and_whitespace_lines() -> None:
+    items = [
+        _csv("id,v\n1,a\n2,b\n"),
+        _csv("id,v\n\n3,c\n\n4,d\n"),  # blank lines (skipped by polars)
+        _csv("id,v\r\n5,e\r\n\r\n6,f\r\n"),  # a blank CRLF line
+        _csv("id,v\n7,g\n   \n8,h\n"),  # a line of spaces: polars makes it a row
+        _csv("id,v\n9,i\n"),
+    ]
+    results = read_many(items)
+    for (data, fmt, name), got in zip(items, results, strict=True):
+        assert isinstance(got, pl.DataFrame)
+        assert_frame_equal(got, read_bytes(data, fmt, name=name))
