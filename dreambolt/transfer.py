@@ -26,6 +26,7 @@ import aiofiles.os
 
 from .checksum import Checksum, from_response
 from .errors import S3BaseError, S3IntegrityError, make_error
+from .heap import trim
 from .presigned import get_small_object
 from .s3 import ObjectInfo, Progress, info_from_response
 from .uri import S3Uri
@@ -252,6 +253,7 @@ async def read_object(
     await _check_stream(plan, chunks)
     data = await asyncio.to_thread(b"".join, chunks)
     chunks.clear()
+    trim()  # the chunks' space goes back to the system before the caller parses `data`
     return info, data
 
 
