@@ -9,7 +9,10 @@ Small files are worth gathering before they are written. An insert of at least a
 where a smaller one goes through the WAL and is written again at the next checkpoint: 1,000 files
 of 300 rows take 0.16 s as one insert and 0.44 s as four. So while a group of small files is
 short of a row group and more files are on their way, the writer waits a little (`LINGER`) for
-them instead of writing the moment anything is ready.
+them instead of writing the moment anything is ready. And once a group is full, if the run's last
+files are due within `TAIL` at the rate files have been coming, it waits for those too: written
+on their own, after everything else, they would be a transaction nothing overlaps (1,000 files:
+1.15 s became 1.05 s).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import TypeVar
 from .fetch import Failed, Fetched
 from .write import parse_deferred
 
-__all__ = ["LINGER", "ROW_GROUP", "Batches", "discard", "drain"]
+__all__ = ["LINGER", "ROW_GROUP", "TAIL", "Batches", "discard", "drain"]
 
 ROW_GROUP = 122_880  # DuckDB's rows per row group
-LINGER = 0.25  # seconds the writer waits for more small files to fill a row group
+LINGER = 0.3  # seconds the writer waits for more small files to fill a row group
+TAIL = 0.3  # ... or, with a row group full, for the last files if they are due this soon
 Item = Fetched | Failed
 T = TypeVar("T")
 
@@ -37,6 +41,8 @@ class Batches:
         self._expected = expected  # files the writer has yet to take
         self._limit = max(1, limit)
         self._carry: list[Item] = []
+        self._handed = 0  # files parsed and handed on, since `_began`
+        self._began: float | None = None
         self._task = asyncio.create_task(self._parse(arrived))
 
     async def _parse(self, arrived: asyncio.Queue[Item]) -> None:
@@ -50,6 +56,10 @@ class Batches:
             except BaseException:
                 discard(batch)
                 raise
+            if self._began is None:
+                self._began = asyncio.get_running_loop().time()
+            else:
+                self._handed += len(batch)
 
     async def next(self) -> list[Item]:
         """The next group to write in one transaction (at least one file, at most `limit`)."""
@@ -59,7 +69,7 @@ class Batches:
         while len(batch) < self._limit:
             if not self.parsed.empty():
                 more = self.parsed.get_nowait()
-            elif len(batch) >= self._expected or not _worth_waiting(batch):
+            elif len(batch) >= self._expected or not self._worth_waiting(batch, loop.time()):
                 break
             else:
                 try:
@@ -82,16 +92,24 @@ class Batches:
         return left
 
 
-def _worth_waiting(batch: list[Item]) -> bool:
-    """Only a group of small parsed files gains by waiting, and only until it fills a row group
-    (a big file being streamed from its download is written at once)."""
-    rows = 0
-    for item in batch:
-        if isinstance(item, Fetched):
-            if item.frame is None:
-                return False
-            rows += item.frame.height
-    return rows < ROW_GROUP
+    def _worth_waiting(self, batch: list[Item], now: float) -> bool:
+        """Only a group of small parsed files gains by waiting (a big file being streamed from
+        its download is written at once): until it fills a row group, or, once it does, for
+        the last files of the run if at the rate they have been coming they are due within
+        `TAIL` — else they would make a transaction of their own after this one, at the end,
+        where nothing else overlaps it."""
+        rows = 0
+        for item in batch:
+            if isinstance(item, Fetched):
+                if item.frame is None:
+                    return False
+                rows += item.frame.height
+        if rows < ROW_GROUP:
+            return True
+        if self._began is None or self._handed == 0 or now <= self._began:
+            return False
+        rate = self._handed / (now - self._began)  # files per second
+        return (self._expected - len(batch)) <= rate * TAIL
 
 
 def drain(queue: asyncio.Queue[T]) -> list[T]:

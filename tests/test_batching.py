@@ -83,3 +83,25 @@ async def test_close_hands_back_what_was_never_written(tmp_path: Path) -> None:
     assert left == [big]
     batching.discard(left)
     assert not spooled.exists()
+
+
+async def test_a_full_group_waits_for_the_last_files_when_they_are_due_soon() -> None:
+    arrived: asyncio.Queue[Fetched | Failed] = asyncio.Queue()
+    batches = Batches(arrived, expected=6, limit=1024)
+    per_file = ROW_GROUP // 4
+    try:
+        for i in range(2):
+            arrived.put_nowait(small(f"{i}.csv", per_file))
+        await asyncio.sleep(0.05)
+        for i in range(2, 4):  # a full row group now, coming at ~40 files/s
+            arrived.put_nowait(small(f"{i}.csv", per_file))
+        await asyncio.sleep(0.05)
+        taking = asyncio.ensure_future(batches.next())
+        await asyncio.sleep(0.05)
+        assert not taking.done()  # the two last files are due well within TAIL: it waits
+        for i in range(4, 6):
+            arrived.put_nowait(small(f"{i}.csv", per_file))
+        batch = await asyncio.wait_for(taking, 5)
+        assert len(batch) == 6  # all in one transaction, none left for a last small one
+    finally:
+        await batches.close()
