@@ -406,8 +406,14 @@ def test_split_fills_every_round_of_requests() -> None:
             spans = split(size, part, lanes)
             assert spans[0][0] == 0 and spans[-1][1] == size - 1
             assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(spans))
-            assert max(b - a + 1 for a, b in spans) <= part * 5 // 4 + 1  # at most +25%
+            sizes = [b - a + 1 for a, b in spans]
+            assert max(sizes) <= part * 5 // 4 + 1  # at most +25%
+            if len(spans) > 1:
+                assert min(sizes) >= part // 4 - 1  # at least a quarter part
             if len(spans) > lanes:
                 assert len(spans) % lanes == 0  # no round of a few stragglers
     assert len(split(271_136_768, 8 * mib, 16)) == 32  # 33 parts of 8 MiB: one round fewer
-    assert len(split(271_136_768, 8 * mib, 64)) == 33  # fewer parts than lanes: as they are
+    # fewer parts than lanes: the idle lanes take a share, down to a quarter part each
+    assert len(split(64 * mib, 8 * mib, 16)) == 16
+    assert len(split(271_136_768, 8 * mib, 64)) == 64
+    assert len(split(9 * mib, 8 * mib, 16)) == 4
