@@ -121,6 +121,8 @@ class Ingester:
     # --- helpers -------------------------------------------------------------------------
 
     async def _s3(self) -> S3Client:
+        if self._client is not None:
+            return self._client
         async with self._client_lock:
             if self._client is None:
                 # Ingesting is mostly latency-bound (many objects, ~20 ms to first byte each,

@@ -133,6 +133,9 @@ class S3Client:
         return str(configured or _DEFAULT_REGION)
 
     async def _client(self, region: str) -> Any:
+        client = self._clients.get(region)
+        if client is not None:  # the common case: no lock, no await
+            return client
         if self._session is None:
             raise RuntimeError("S3Client must be used as `async with S3Client(...) as s3:`")
         async with self._client_lock:
@@ -182,6 +185,8 @@ class S3Client:
         if task is None:
             task = asyncio.ensure_future(self._discover_region(uri.bucket))
             self._bucket_regions[uri.bucket] = task
+        if task.done():
+            return task.result()
         return await asyncio.shield(task)
 
     async def _discover_region(self, bucket: str) -> str:
