@@ -38,7 +38,7 @@ class Batches:
 
     def __init__(self, arrived: asyncio.Queue[Item], *, expected: int, limit: int) -> None:
         self.parsed: asyncio.Queue[list[Item]] = asyncio.Queue(2)
-        self._expected = expected  # files the writer has yet to take
+        self.left = expected  # files the writer has yet to take
         self._limit = max(1, limit)
         self._carry: list[Item] = []
         self._handed = 0  # files parsed and handed on, since `_began`
@@ -69,7 +69,7 @@ class Batches:
         while len(batch) < self._limit:
             if not self.parsed.empty():
                 more = self.parsed.get_nowait()
-            elif len(batch) >= self._expected or not self._worth_waiting(batch, loop.time()):
+            elif len(batch) >= self.left or not self._worth_waiting(batch, loop.time()):
                 break
             else:
                 try:
@@ -80,7 +80,7 @@ class Batches:
                 self._carry = more
                 break
             batch = batch + more
-        self._expected -= len(batch)
+        self.left -= len(batch)
         return batch
 
     async def close(self) -> list[Item]:
@@ -109,7 +109,7 @@ class Batches:
         if self._began is None or self._handed == 0 or now <= self._began:
             return False
         rate = self._handed / (now - self._began)  # files per second
-        return (self._expected - len(batch)) <= rate * TAIL
+        return (self.left - len(batch)) <= rate * TAIL
 
 
 def drain(queue: asyncio.Queue[T]) -> list[T]:

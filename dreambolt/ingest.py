@@ -326,11 +326,9 @@ class Ingester:
         limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
         batches = Batches(run.queue, expected=len(todo), limit=limit)
         done: set[str] = set()
-        remaining = len(todo)
         try:
-            while remaining:
+            while batches.left:
                 batch = await batches.next()
-                remaining -= len(batch)
                 try:
                     results = await writer.write_batch(run, batch)
                 finally:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import polars as pl
 
 from .embed import EmbedStage
 from .errors import (
@@ -171,7 +172,9 @@ class Writer:
             return result
         sink = self.sink
         began = time.monotonic()
-        frames = Prefetch(item.frames(), name="dreambolt-parse")  # parse ahead of the inserts
+        frames: Generator[pl.DataFrame, None, None] | Prefetch[pl.DataFrame] = item.frames()
+        if item.frame is None:  # parsed from disk as it is written: parse ahead of the inserts
+            frames = Prefetch(frames, name="dreambolt-parse")
         writing = asyncio.ensure_future(self._db(
             sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
             frames=frames, run_id=run.run_id, rebuild=run.rebuild,

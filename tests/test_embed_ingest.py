@@ -35,6 +35,16 @@ def openai_env(fake: FakeOpenAI) -> Iterator[dict[str, str]]:
     fake.reset()
 
 
+@pytest.fixture
+def openai_in_process(
+    fake: FakeOpenAI, openai_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> FakeOpenAI:
+    """The fake server's key and URL in this process's environment (for in-process runs)."""
+    monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    return fake
+
+
 def put_docs(s3: Any, bucket: str, key: str, bodies: list[str | None]) -> None:
     buffer = io.BytesIO()
     pl.DataFrame({"id": list(range(len(bodies))), "body": bodies,
@@ -142,11 +152,8 @@ def test_dry_run_shows_texts_and_tokens_that_would_be_sent(
 
 
 async def test_load_with_an_embedder_adds_the_column(
-    tmp_path: Path, fake: FakeOpenAI, openai_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, openai_in_process: FakeOpenAI,
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     path = tmp_path / "notes.csv"
     path.write_text("id,text\n1,hello\n2,\n3,world\n")
     async with Ingester(db=tmp_path / "unused.duckdb") as ing:
@@ -157,11 +164,8 @@ async def test_load_with_an_embedder_adds_the_column(
 
 
 async def test_big_files_are_embedded_batch_by_batch(
-    tmp_path: Path, fake: FakeOpenAI, openai_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, openai_in_process: FakeOpenAI,
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     path = tmp_path / "big.csv"
     path.write_text("id,text\n" + "".join(f"{i},sentence number {i % 500}\n" for i in range(3000)))
     db = tmp_path / "e.duckdb"
@@ -174,4 +178,5 @@ async def test_big_files_are_embedded_batch_by_batch(
         got = con.execute("SELECT count(*), count(embedding) FROM big").fetchall()
         sample = con.execute("SELECT text, embedding FROM big WHERE id = 1234").fetchall()
     assert got == [(3000, 3000)]
-    assert np.allclose(np.asarray(sample[0][1], dtype=np.float32), fake.vector_for(sample[0][0]))
+    expected = openai_in_process.vector_for(sample[0][0])
+    assert np.allclose(np.asarray(sample[0][1], dtype=np.float32), expected)
