@@ -115,7 +115,17 @@ class EmbeddingAuthError(EmbeddingError):
 
 
 class SinkError(DreamBoltError):
-    """Raised when the destination table or database cannot be opened or written."""
+    """Raised when the destination table or database cannot be opened or written.
+
+    `fatal` marks an error that every later file would meet too (the database cannot be opened,
+    its disk is full, it is not a database): the run stops (exit 3) instead of failing each file.
+    `code` names the cause where there is one (e.g. ``ENOSPC``, ``NotADatabase``).
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
 
 
 # --- redaction -------------------------------------------------------------------------------
