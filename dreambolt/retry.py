@@ -9,9 +9,11 @@ from message text.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import email.utils
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -22,8 +24,14 @@ from tenacity import (
 )
 
 from .errors import S3GenericError, S3IntegrityError, S3RateLimitError
+from .spool import is_disk_full
 
-__all__ = ["RetryPolicy", "is_retryable"]
+__all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "is_retryable", "parse_retry_after", "retry_after_of"]
+
+MAX_RETRY_AFTER = 60.0
+"""The longest a server's `Retry-After` is waited for, in seconds (as urllib3 and the AWS SDKs
+cap it); a longer one is waited for this long. Independent of `max_backoff`, which caps only the
+jittered backoff DreamBolt picks itself."""
 
 T = TypeVar("T")
 
@@ -54,6 +62,8 @@ def _connection_error_types() -> tuple[type[BaseException], ...]:
 
 def is_retryable(exc: BaseException) -> bool:
     """Tell whether a translated S3 error is worth another attempt."""
+    if is_disk_full(exc):
+        return False  # the local disk is full: another GET would only fill it again
     if isinstance(exc, S3RateLimitError):
         return True
     if isinstance(exc, S3IntegrityError):
@@ -66,13 +76,69 @@ def is_retryable(exc: BaseException) -> bool:
     return cause is not None and isinstance(cause, _connection_error_types())
 
 
+def parse_retry_after(value: str, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header value asks to wait: delay-seconds (`120`) or an HTTP-date
+    (`Fri, 31 Dec 1999 23:59:59 GMT`, counted from `now`, a POSIX time, default the clock).
+
+    None for a value that is neither; a date in the past is 0.
+    """
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is always GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str]:
+    response: Any = getattr(exc.__cause__, "response", None)
+    if not isinstance(response, dict):
+        return {}
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+def retry_after_of(exc: BaseException | None) -> float | None:
+    """The wait, in seconds, a server asked for with the response that raised `exc`, if any.
+
+    `exc.retry_after` when the error translation parsed it (delay-seconds), else the raw header
+    of the response behind it, which may be an HTTP-date: that is measured against the
+    response's own `Date` when it has one, so a skewed local clock does not matter.
+    """
+    if exc is None:
+        return None
+    seconds = getattr(exc, "retry_after", None)
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        return max(0.0, float(seconds))
+    headers = _headers_of(exc)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    now = None
+    if "date" in headers:
+        try:
+            now = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+        except (TypeError, ValueError, IndexError):
+            now = None
+    return parse_retry_after(value, now)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently a failed S3 request is tried again.
 
     `max_retries` counts retries after the first attempt. The n-th retry waits a random time in
-    [0, backoff_factor * 2**(n-1)] ("full jitter"), capped by `max_backoff`; a `Retry-After`
-    sent by the server raises that wait to at least what it asks (still capped by `max_backoff`).
+    [0, backoff_factor * 2**(n-1)] ("full jitter"), capped by `max_backoff`. A `Retry-After`
+    sent by the server (seconds or an HTTP-date) is honoured as asked, even beyond
+    `max_backoff`, up to `MAX_RETRY_AFTER` (60 s): the wait is then at least that.
     """
 
     max_retries: int = 3
@@ -87,12 +153,11 @@ class RetryPolicy:
 
     def _wait(self, state: RetryCallState) -> float:
         jitter = wait_random_exponential(multiplier=self.backoff_factor, max=self.max_backoff)
-        delay = jitter(state)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float) and retry_after > delay:
-            delay = float(retry_after)
-        return min(delay, self.max_backoff)
+        delay = min(jitter(state), self.max_backoff)
+        asked = retry_after_of(state.outcome.exception() if state.outcome else None)
+        if asked is not None:
+            delay = max(delay, min(asked, MAX_RETRY_AFTER))
+        return delay
 
     def retrying(self) -> AsyncRetrying:
         """A fresh tenacity controller for one logical request (one range, one HEAD, ...)."""

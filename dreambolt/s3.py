@@ -30,7 +30,8 @@ from .errors import (
     translate,
 )
 from .retry import RetryPolicy
-from .session import gc_paused, new_session
+from .session import new_session
+from .spool import is_disk_full
 from .uri import S3Uri, glob_match, parse_s3_uri
 
 __all__ = ["ObjectInfo", "Progress", "S3Client"]
@@ -142,13 +143,12 @@ class S3Client:
             if region not in self._clients:
                 if not self._clients:
                     await self._remember_secrets()
-                with gc_paused():
-                    self._clients[region] = await self._stack.enter_async_context(
-                        self._session.create_client(
-                            "s3", region_name=region, endpoint_url=self.endpoint_url,
-                            config=self._config(),
-                        )
+                self._clients[region] = await self._stack.enter_async_context(
+                    self._session.create_client(
+                        "s3", region_name=region, endpoint_url=self.endpoint_url,
+                        config=self._config(),
                     )
+                )
         return self._clients[region]
 
     def _config(self) -> Any:
@@ -220,6 +220,8 @@ class S3Client:
             except S3BaseError:
                 raise
             except Exception as exc:
+                if is_disk_full(exc):
+                    raise  # a local write found no room (spool_object says where): not S3's
                 err = translate(exc, str(uri))
                 log.debug("%s %s attempt %d failed after %.3fs: %s", op, uri, attempt,
                           time.monotonic() - started, redact(repr(exc)))

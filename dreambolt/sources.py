@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import glob as globlib
+import errno
+import fnmatch
 import os
 import re
-import shutil
-import tempfile
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import InvalidS3UriError, S3BaseError, S3NotFoundError
 from .s3 import ObjectInfo, S3Client
+from .spool import Spool, new_spool, open_spool
 from .uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
 
-__all__ = ["Source", "default_table_name", "expand", "new_spool", "parse_input"]
+__all__ = [
+    "Source", "Spool", "default_table_name", "expand", "new_spool", "open_spool", "parse_input",
+]
 
 ClientFactory = Callable[[], Awaitable[S3Client]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
@@ -53,23 +56,180 @@ def local_etag(path: Path) -> tuple[int, str]:
 
 def _local_source(path: Path) -> Source:
     size, etag = local_etag(path)
-    return Source(uri=path.resolve().as_uri(), size=size, etag=etag, path=path.resolve())
+    real = path.resolve()
+    return Source(uri=real.as_uri(), size=size, etag=etag, path=real)
 
 
-def _expand_local(path: Path) -> list[Source]:
+Failures = list[tuple[str, Exception]]
+
+
+def _unreadable(folder: Path, exc: OSError) -> Exception:
+    """The failure for a folder a listing could not enter: named, with what to do."""
+    shown = folder.absolute()
+    if isinstance(exc, PermissionError):
+        return PermissionError(
+            errno.EACCES,
+            f"{shown}: cannot list this folder (permission denied), so none of its files were "
+            "loaded; give this user read and execute permission on it (chmod u+rx), run as a "
+            "user who can read it, or leave it out of the input",
+        )
+    return type(exc)(exc.errno, f"{shown}: cannot list this folder ({exc.strerror or exc}), "
+                     "so none of its files were loaded")
+
+
+class _LocalWalk:
+    """Files matching a path pattern, each real folder listed once (symlink loops end).
+
+    Patterns follow `glob` with `recursive=True`: `*`, `?` and `[...]` match within a name,
+    `**` as a whole segment any number of folders; names starting with `.` are only matched by
+    a pattern segment that starts with `.` (so hidden folders are not descended into). Symlinks
+    are followed, but a real folder (device and inode) is visited at most once per pattern
+    position, so `a/loop -> ..` does not recurse forever and a file reached by two paths is
+    found once (by its resolved path). A folder that cannot be listed is a failure, not a
+    silence.
+    """
+
+    def __init__(self) -> None:
+        self.failures: Failures = []
+        self._failed: set[str] = set()
+        # The last listing: `**` lists a folder for its subfolders and, next, for the segment
+        # after it; kept for one step only, so memory does not grow with the tree.
+        self._last: tuple[tuple[int, int], list[os.DirEntry[str]]] | None = None
+
+    def _list(self, folder: Path, key: tuple[int, int]) -> list[os.DirEntry[str]]:
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        entries: list[os.DirEntry[str]] = []
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except FileNotFoundError:
+            pass  # removed while we walked: nothing there any more
+        except OSError as exc:
+            self._fail(folder, exc)
+        self._last = (key, entries)
+        return entries
+
+    def _fail(self, folder: Path, exc: OSError) -> None:
+        shown = folder.absolute().as_uri()
+        if shown not in self._failed:
+            self._failed.add(shown)
+            self.failures.append((shown, _unreadable(folder, exc)))
+
+    def run(self, root: Path, segments: Sequence[str]) -> list[Path]:
+        """Files under `root` (a folder) whose relative path matches `segments`."""
+        found: dict[Path, None] = {}
+        seen: set[tuple[int, int, int]] = set()
+        stack: list[tuple[Path, int]] = [(root, 0)]
+        last = len(segments) - 1
+        while stack:
+            folder, index = stack.pop()
+            try:
+                st = os.stat(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # not there (a literal segment that names nothing, or a vanished one)
+            except OSError as exc:
+                self._fail(folder, exc)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            key = (st.st_dev, st.st_ino)
+            if (index, *key) in seen:
+                continue
+            seen.add((index, *key))
+            segment = segments[index]
+            if segment == "**":
+                for entry in self._list(folder, key):
+                    if entry.name.startswith("."):
+                        continue
+                    if _is_dir(entry):
+                        stack.append((folder / entry.name, index))
+                    elif index == last and _is_file(entry):
+                        found[folder / entry.name] = None
+                if index < last:  # `**` matching no folder at all; taken next, so listed once
+                    stack.append((folder, index + 1))
+            elif not has_glob(segment):
+                child = folder / segment
+                if index == last:
+                    try:
+                        if stat.S_ISREG(os.stat(child).st_mode):
+                            found[child] = None
+                    except (FileNotFoundError, NotADirectoryError):
+                        pass
+                    except OSError as exc:
+                        self._fail(folder, exc)
+                else:
+                    stack.append((child, index + 1))
+            else:
+                for entry in self._list(folder, key):
+                    if entry.name.startswith(".") and not segment.startswith("."):
+                        continue
+                    if not fnmatch.fnmatchcase(entry.name, segment):
+                        continue
+                    if index == last:
+                        if _is_file(entry):
+                            found[folder / entry.name] = None
+                    elif _is_dir(entry):
+                        stack.append((folder / entry.name, index + 1))
+        return sorted(found)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()  # follows symlinks; a dangling link is neither
+    except OSError:
+        return False
+
+
+def _expand_local(path: Path) -> tuple[list[Source], Failures]:
+    """The files a local path, folder or glob names, and the folders that could not be read.
+
+    Raises FileNotFoundError (PermissionError) when the path itself does not exist (cannot be
+    reached) or names a folder that holds no files.
+    """
+    walk = _LocalWalk()
     text = str(path)
     if has_glob(text):
-        found = [Path(p) for p in sorted(globlib.glob(text, recursive=True))]
-        return [_local_source(p) for p in found if p.is_file()]
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        return [_local_source(p) for p in files]
-    if path.is_file():
-        return [_local_source(path)]
-    raise FileNotFoundError(f"{path}: no such file or directory")
+        parts = path.parts
+        fixed = next(i for i, part in enumerate(parts) if has_glob(part))
+        root = Path(*parts[:fixed]) if fixed else Path(".")
+        files = walk.run(root, parts[fixed:])
+        empty = f"{text}: no file matches this pattern"
+        advice = ("check the pattern: `*` matches within a folder name, `**` any number of "
+                  "folders, and names starting with `.` only match a pattern starting with `.`")
+    else:
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFoundError(f"{path}: no such file or directory") from None
+        except PermissionError as exc:
+            raise PermissionError(errno.EACCES, f"{path}: cannot reach it (permission denied on "
+                                  "a folder on the way); check the permissions") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            return [_local_source(path)], []
+        files = walk.run(path, ["**", "*"])
+        empty = f"{path}: the folder holds no files"
+        advice = "hidden files and folders (names starting with `.`) are not loaded"
+    sources: dict[str, Source] = {}  # a file reached by several paths (symlinks) counts once
+    for file in files:
+        try:
+            src = _local_source(file)
+        except FileNotFoundError:
+            continue  # removed since it was listed
+        except OSError as exc:
+            walk.failures.append((file.absolute().as_uri(), exc))
+            continue
+        sources.setdefault(src.uri, src)
+    if not sources and not walk.failures:
+        raise FileNotFoundError(f"{empty}; {advice}")
+    return list(sources.values()), walk.failures
 
 
 async def _expand_s3(uri: S3Uri, client: S3Client) -> list[Source]:
@@ -77,7 +237,10 @@ async def _expand_s3(uri: S3Uri, client: S3Client) -> list[Source]:
         return Source(uri=str(info.uri), size=info.size, etag=info.etag or None, info=info)
 
     if uri.is_glob or uri.is_prefix:
-        return [source(info) async for info in client.list(uri)]
+        found = [source(info) async for info in client.list(uri)]
+        if not found:
+            raise _no_match(uri)
+        return found
     try:
         info = await client.head(uri)
     except S3NotFoundError as missing:
@@ -90,6 +253,31 @@ async def _expand_s3(uri: S3Uri, client: S3Client) -> list[Source]:
             return found
         raise
     return [source(info)]
+
+
+def _listing_uri(uri: S3Uri) -> str:
+    """Where to `dreambolt ls` for an input: the folder a glob or prefix starts in."""
+    fixed = uri.list_prefix if uri.is_glob else uri.key
+    folder = fixed.rsplit("/", 1)[0] + "/" if "/" in fixed else ""
+    return str(S3Uri(uri.bucket, folder, uri.region))
+
+
+def _no_match(uri: S3Uri) -> S3NotFoundError:
+    what = "glob" if uri.is_glob else "prefix"
+    hint = f"run `dreambolt ls {_listing_uri(uri)}` to see what is there"
+    return S3NotFoundError(f"{uri}: no object matches this {what}; {hint}", uri=str(uri),
+                           code="NoMatch", status=None, hint=hint)
+
+
+def _all_excluded(shown: str, target: S3Uri | Path, count: int) -> Exception:
+    objects = "object" if isinstance(target, S3Uri) else "file"
+    hint = ("check --include/--exclude: a pattern with `/` matches the whole key (path), "
+            "one without matches the file name")
+    message = (f"{shown}: {count} {objects}{'s' if count != 1 else ''} matched, "
+               f"all excluded by --include/--exclude; {hint}")
+    if isinstance(target, Path):
+        return FileNotFoundError(message)
+    return S3NotFoundError(message, uri=shown, code="NoMatch", status=None, hint=hint)
 
 
 def _wanted(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -114,26 +302,38 @@ async def expand(
     """
     parsed = [parse_input(text) for text in inputs]
 
-    async def one(target: S3Uri | Path) -> list[Source]:
+    async def one(target: S3Uri | Path) -> tuple[list[Source], Failures]:
         if isinstance(target, Path):
             return await asyncio.to_thread(_expand_local, target)
-        return await _expand_s3(target, await client())
+        return await _expand_s3(target, await client()), []
 
     outcomes = await asyncio.gather(*(one(t) for t in parsed), return_exceptions=True)
     sources: dict[str, Source] = {}
-    failures: list[tuple[str, Exception]] = []
+    failures: Failures = []
     for text, target, outcome in zip(inputs, parsed, outcomes, strict=True):
+        shown = _shown(text, target)
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception) or isinstance(outcome, InvalidS3UriError):
                 raise outcome
-            shown = target.resolve().as_uri() if isinstance(target, Path) else text
             failures.append((shown, outcome))
             continue
-        for src in outcome:
-            key = src.path.as_posix() if src.path else src.uri
-            if src.uri not in sources and _wanted(key, include, exclude):
-                sources[src.uri] = src
+        found, unreadable = outcome
+        failures.extend(unreadable)
+        wanted = [src for src in found
+                  if _wanted(src.path.as_posix() if src.path else src.uri, include, exclude)]
+        if found and not wanted:
+            failures.append((shown, _all_excluded(shown, target, len(found))))
+        for src in wanted:
+            sources.setdefault(src.uri, src)
     return list(sources.values()), failures
+
+
+def _shown(text: str, target: S3Uri | Path) -> str:
+    """How an input is named in failures: S3 as given, a local path as its file:// URI (a
+    local pattern as given, which a URI would percent-encode)."""
+    if isinstance(target, S3Uri) or has_glob(str(target)):
+        return text
+    return target.resolve().as_uri()
 
 
 def default_table_name(inputs: Sequence[str]) -> str:
@@ -170,26 +370,3 @@ def _name_for(target: S3Uri | Path) -> str:
     if name[0].isdigit():
         name = f"t_{name}"
     return name[:63].lower()
-
-
-def new_spool() -> Path:
-    """A fresh directory for this run's big objects, in $DREAMBOLT_TMPDIR or the system default.
-
-    Spools of runs that were killed (their process is gone) are removed first.
-    """
-    base = Path(os.environ.get("DREAMBOLT_TMPDIR") or tempfile.gettempdir())
-    for stale in base.glob("dreambolt-spool-*"):
-        owner = stale.name.split("-")[2]
-        if owner.isdigit() and not _alive(int(owner)):
-            shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"dreambolt-spool-{os.getpid()}-", dir=base))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True

@@ -26,9 +26,9 @@ import aiofiles.os
 
 from .checksum import Checksum, from_response
 from .errors import S3BaseError, S3IntegrityError, make_error
-from .heap import trim
 from .presigned import get_small_object
 from .s3 import ObjectInfo, Progress, info_from_response
+from .spool import disk_full_error, is_disk_full
 from .uri import S3Uri
 
 if TYPE_CHECKING:
@@ -257,7 +257,6 @@ async def read_object(
     await _check_stream(plan, chunks)
     data = await asyncio.to_thread(b"".join, chunks)
     chunks.clear()
-    trim()  # the chunks' space goes back to the system before the caller parses `data`
     return info, data
 
 
@@ -284,8 +283,9 @@ async def download_object(
 ) -> ObjectInfo:
     """Download an object to `path` via a temporary file; a failure leaves no file behind."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+    hint = "free space there, or download to a folder on a disk with room for it"
     try:
-        info = await spool_object(s3, target, tmp, progress=progress)
+        info = await spool_object(s3, target, tmp, progress=progress, full_hint=hint)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -295,20 +295,31 @@ async def download_object(
 
 async def spool_object(
     s3: S3Client, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None,
-    on_range: Callable[[Span], None] | None = None,
+    on_range: Callable[[Span], None] | None = None, full_hint: str | None = None,
 ) -> ObjectInfo:
     """Download into `path` in place, calling `on_range` as each range lands, so a reader can
     follow the completed prefix; returns only once every check has passed. The caller owns
-    (and removes) the file, whatever happens."""
+    (and removes) the file, whatever happens.
+
+    A disk that fills up (ENOSPC, EDQUOT, EFBIG) raises OSError(ENOSPC) naming the folder, with
+    `full_hint` (default: free space or set DREAMBOLT_TMPDIR) as what to do; it is not retried.
+    """
     report = progress or _noop
     plan, info, data = await _plan(s3, target, report)
-    async with aiofiles.open(path, "wb") as handle:
-        if plan is None:
-            await handle.write(data)
-        else:
-            await handle.truncate(info.size)
-            await handle.flush()
-            await _fetch_all(s3, plan, _FileSink(handle.fileno()), report, on_range)
+    try:
+        async with aiofiles.open(path, "wb") as handle:
+            if plan is None:
+                await handle.write(data)
+                await handle.flush()  # a full disk shows here, not when closing
+            else:
+                await handle.truncate(info.size)
+                await handle.flush()
+                await _fetch_all(s3, plan, _FileSink(handle.fileno()), report, on_range)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        what = f"{info.uri} ({info.size:,} bytes)"
+        raise disk_full_error(exc, path, what, full_hint) from exc
     if plan is not None:
         await _check_stream(plan, _file_chunks(path))
     return info

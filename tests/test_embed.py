@@ -225,6 +225,17 @@ async def test_429_with_retry_after_is_retried_after_waiting(fake: FakeOpenAI) -
     np.testing.assert_array_equal(result.vectors[0], fake.vector_for("please wait"))
 
 
+async def test_retry_after_is_honoured_past_max_backoff(fake: FakeOpenAI) -> None:
+    fake.fail_next(1, 429, retry_after=1)
+    e = make_embedder("text-embedding-3-small", backoff_factor=0.001, max_backoff=0.05)
+    try:
+        await embed_texts(["patience"], e)
+    finally:
+        await e.aclose()
+    assert [r.status for r in fake.requests] == [429, 200]
+    assert fake.requests[1].at - fake.requests[0].at >= 0.95  # as asked, not max_backoff
+
+
 async def test_server_errors_are_retried(fake: FakeOpenAI, embedder: Embedder) -> None:
     fake.fail_next(2, 500)
     _, stats = await embed_texts(["flaky"], embedder)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -417,3 +420,54 @@ def test_split_fills_every_round_of_requests() -> None:
     assert len(split(64 * mib, 8 * mib, 16)) == 16
     assert len(split(271_136_768, 8 * mib, 64)) == 64
     assert len(split(9 * mib, 8 * mib, 16)) == 4
+
+
+# --- no process-wide side effects ---------------------------------------------------------------
+
+PROCESS_STATE = r"""
+import asyncio, gc, json, sys
+
+events, watching = [], False
+
+def hook(event, args):
+    if watching and event.startswith("ctypes."):  # dlopen/dlsym/call_function: malloc_trim & co
+        events.append(f"{event} {args[1] if event == 'ctypes.dlsym' else ''}".strip())
+
+sys.addaudithook(hook)
+for name in ("disable", "enable", "freeze", "set_threshold"):
+    def spy(*args, _name=name, _real=getattr(gc, name)):
+        if watching:
+            events.append(f"gc.{_name}")
+        return _real(*args)
+    setattr(gc, name, spy)
+
+from dreambolt import S3Client
+
+async def main():
+    global watching
+    watching = True
+    async with S3Client(endpoint_url=sys.argv[1], part_size=1024, concurrency=4) as s3:
+        data = await s3.read(sys.argv[2])  # a new client, then several ranges joined
+    watching = False
+    return len(data)
+
+size = asyncio.run(main())
+print(json.dumps({"size": size, "events": events}))
+"""
+
+
+def test_the_client_leaves_the_gc_and_the_allocator_alone(
+    proxy: FaultProxy, s3: Any, bucket: str
+) -> None:
+    """Creating a client and reading a multi-range object neither switches the garbage
+    collector off (other threads and the caller run meanwhile) nor calls malloc_trim."""
+    s3.put_object(Bucket=bucket, Key="big.bin", Body=payload(5 * PART))
+    done = subprocess.run(
+        [sys.executable, "-c", PROCESS_STATE, proxy.endpoint_url, f"s3://{bucket}/big.bin"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["size"] == 5 * PART
+    assert proxy.count("GET", "/big.bin$", has_range=True) > 1
+    assert result["events"] == []
+

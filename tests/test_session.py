@@ -1,13 +1,12 @@
-"""Pure units: the botocore session setup (model loader, timestamps, GC pause)."""
+"""Pure units: the botocore session setup (model loader, timestamps)."""
 
 from __future__ import annotations
 
-import gc
 from datetime import UTC, datetime
 
 from botocore.loaders import create_loader
 
-from dreambolt.session import gc_paused, new_session, parse_timestamp
+from dreambolt.session import new_session, parse_timestamp
 
 
 def test_models_load_the_same_as_botocores_own_loader() -> None:
@@ -25,17 +24,3 @@ def test_timestamps_in_both_s3_forms() -> None:
     assert parse_timestamp("Tue, 19 Mar 2024 21:39:31 GMT") == when
     assert parse_timestamp("2024-03-19T21:39:31.000Z") == when
     assert parse_timestamp("2024-03-19T21:39:31") == when  # unzoned: UTC
-
-
-def test_gc_paused_restores_the_collector_as_it_was() -> None:
-    assert gc.isenabled()
-    with gc_paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with gc_paused():
-            pass
-        assert not gc.isenabled()  # it was off: it stays off
-    finally:
-        gc.enable()

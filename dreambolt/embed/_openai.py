@@ -24,6 +24,7 @@ from tenacity import (
 )
 
 from ..errors import EmbeddingAuthError, EmbeddingError, redact
+from ..retry import MAX_RETRY_AFTER, parse_retry_after
 from ._base import BatchLimits, EmbedStats, Vectors
 from ._tokens import BatchPlanner, TokenCounter, default_counter, prepare
 
@@ -70,10 +71,12 @@ def retry_after(exc: BaseException | None) -> float | None:
         value = headers.get(name)
         if value is None:
             continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            continue  # an HTTP-date: the jittered backoff applies
+        if scale != 1.0:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+        return parse_retry_after(value)  # seconds, or an HTTP-date
     return None
 
 
@@ -83,7 +86,8 @@ class OpenAIEmbedder:
     Requests are cut at `limits`, at most `concurrency` are in flight (shared by all concurrent
     `embed` calls), and each is tried up to ``max_retries + 1`` times: 429, 408, 409, 5xx and
     connection errors wait a random time in [0, backoff_factor * 2**(n-1)] ("full jitter"),
-    raised to the server's ``Retry-After``, never more than `max_backoff`. 401/403 and other 4xx
+    capped by `max_backoff`, or the server's ``Retry-After`` if longer (up to
+    `dreambolt.retry.MAX_RETRY_AFTER`, 60 s). 401/403 and other 4xx
     raise `EmbeddingError` at once.
     """
 
@@ -194,11 +198,11 @@ class OpenAIEmbedder:
             yield ready[last.start : last.stop], sum(counts[last.start : last.stop])
 
     def _wait(self, state: RetryCallState) -> float:
-        delay = self._jitter(state)
+        delay = min(self._jitter(state), self.max_backoff)
         asked = retry_after(state.outcome.exception() if state.outcome else None)
-        if asked is not None and asked > delay:
-            delay = asked
-        return min(delay, self.max_backoff)
+        if asked is not None:  # as the server asks, up to a ceiling of its own
+            delay = max(delay, min(asked, MAX_RETRY_AFTER))
+        return delay
 
     async def _request(
         self, batch: list[str], tokens: int, stats: EmbedStats, failed: asyncio.Event
