@@ -2,24 +2,28 @@
 
 CSV, TSV, Parquet, NDJSON, JSON (an array of records) and Arrow IPC (file or stream), each maybe
 gzip/zstd/bz2-compressed. `detect_format` decides from a name, the first `HEAD_BYTES` bytes and an
-optional declared format; `read_bytes` parses an object in memory, `iter_file` a spooled file in
-bounded memory; both raise `FormatError` for unreadable content. All synchronous (run in a thread).
+optional declared format; `read_bytes` parses an object in memory, `iter_file` a spooled file and
+`iter_bytes` an object in memory, both in bounded memory. Anything that goes wrong parsing a file
+(polars panics included) is a `FormatError` naming the file; `ParseLimits` bound what one file
+may ask (record length, columns, nesting, decompressed bytes held). All synchronous.
 
 How `iter_file` bounds memory: CSV/TSV/NDJSON are cut into blocks of about `BLOCK_BYTES` ending on
 a record boundary (for CSV a newline after an even number of quotes, the rule polars itself splits
 by) and parsed block by block; compressed text is decompressed as a stream into those blocks.
-Types are inferred once from the first `INFER_ROWS` rows, as `read_bytes` does, and later blocks
-are parsed with that schema, so a file has one schema and a later misfit is a `FormatError` saying
-where (NDJSON keys first seen after those rows are dropped by polars, in both entry points).
-Parquet and IPC go a record batch at a time (compressed ones via a temporary file beside the
-input). A JSON array cannot be split without parsing it, so it is read whole: prefer NDJSON.
+CSV types come from the first block (`INFER_ROWS` rows, as in `read_bytes`); a later block whose
+values misfit is re-read and the column widened (Int64 to Float64, anything to String). NDJSON
+types come from every row of each block; a later block may append columns or widen one. So the
+frames of one file may grow their schema (`pl.concat(..., how="diagonal_relaxed")` joins them); a
+value that fits no common type is a `FormatError` saying where. Parquet and IPC go a record batch
+at a time (compressed ones via a temporary file beside the input). A JSON array cannot be split
+without parsing it, so it is read whole: prefer NDJSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +32,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
-import zstandard
 
-from .compression import READ_BYTES, decompressed, decompressed_copy
+from . import limits as checks
+from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
 from .detect import (
     HEAD_BYTES,
     TEXT_KINDS,
@@ -42,262 +46,328 @@ from .detect import (
     is_text,
 )
 from .errors import FormatError
+from .limits import DEFAULT_LIMITS, LineGuard, ParseLimits, Refused
 
 __all__ = [
-    "HEAD_BYTES", "Compression", "FileFormat", "Format", "detect_format", "is_text", "iter_file",
-    "read_bytes", "read_many",
+    "DEFAULT_LIMITS", "HEAD_BYTES", "Compression", "FileFormat", "Format", "ParseLimits",
+    "decompress_capped", "detect_format", "is_text", "iter_bytes", "iter_file", "read_bytes",
+    "read_many",
 ]
 
-INFER_ROWS = 10_000  # rows of text formats that column types are inferred from
-BLOCK_BYTES = 8 * 2**20  # text parsed at a time by iter_file
-MAX_RECORD_BYTES = 64 * 2**20  # a longer record means an unbalanced quote (or not text at all)
+INFER_ROWS = 10_000  # rows of CSV/TSV that column types are inferred from
+BLOCK_BYTES = 8 * 2**20  # text parsed at a time by iter_file and iter_bytes
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 
-def read_bytes(data: bytes | memoryview, fmt: FileFormat, *, name: str) -> pl.DataFrame:
+def read_bytes(
+    data: bytes | memoryview, fmt: FileFormat, *, name: str, limits: ParseLimits = DEFAULT_LIMITS
+) -> pl.DataFrame:
     """Parse a whole object held in memory into one frame; raise `FormatError` if unreadable.
 
+    Compressed data is decompressed as a stream, refused past `limits.max_bytes`; a record over
+    `limits.max_record_bytes` is refused before polars sees it. NDJSON and JSON types come from
+    every row; CSV types from the first `INFER_ROWS`, or every row if a later value misfits.
     An empty (or blank) text file gives an empty frame with no columns.
     """
     with _translated(name, fmt):
         raw = _as_bytes(data)
         if fmt.compression is not None:
-            raw = b"".join(decompressed([raw], fmt.compression))
-        return _parse(raw, fmt.kind)
+            raw = _unpacked([raw], fmt, limits)
+        elif _lines(fmt, raw) and len(raw) > limits.max_record_bytes:
+            _guard(fmt, limits).feed(raw)
+        return _parse(raw, fmt.kind, limits)
 
 
 def read_many(
-    items: Sequence[tuple[bytes, FileFormat, str]],
+    items: Sequence[tuple[bytes, FileFormat, str]], *, limits: ParseLimits = DEFAULT_LIMITS
 ) -> list[pl.DataFrame | FormatError]:
     """Parse many small in-memory files (data, format, name); per-file errors are returned.
 
     Each parser call costs about a millisecond whatever the size, which dominates for small
-    files. So uncompressed CSV/TSV files that share a header line and have no quote characters
-    (no record spans lines) are parsed as one buffer and split by their row counts; if that
-    fails, or the counts disagree, they are parsed one by one like everything else.
+    files. So uncompressed CSV/TSV files that share a header line, have no quote characters (no
+    record spans lines) and at most `INFER_ROWS` rows are parsed as one buffer and split by
+    their row counts. Each file keeps that result only if it has the types it gets parsed alone
+    (see `limits.faithful`); the others, and all if the joint parse fails, are parsed one by one.
     """
     results: list[pl.DataFrame | FormatError | None] = [None] * len(items)
     groups: dict[tuple[Format, bytes], list[int]] = {}
     for index, (data, fmt, _) in enumerate(items):
-        header, newline, _ = data.partition(b"\n")
-        if (fmt.kind in ("csv", "tsv") and fmt.compression is None and newline
-                and header.strip() and b'"' not in data):
+        end = data.find(b"\n")
+        header = data[:end]
+        if (fmt.kind in ("csv", "tsv") and fmt.compression is None and end >= 0
+                and header.strip() and b'"' not in data and len(data) <= limits.max_record_bytes):
             groups.setdefault((fmt.kind, header.rstrip(b"\r")), []).append(index)
         else:
-            results[index] = _read_one(*items[index])
+            results[index] = _read_one(*items[index], limits)
     for (kind, header), members in groups.items():
-        frames = _read_joined(header, kind, [items[i][0] for i in members])
-        for offset, index in enumerate(members):
-            results[index] = frames[offset] if frames else _read_one(*items[index])
+        frames = _read_joined(header, kind, [items[i][0] for i in members], limits)
+        for index, frame in zip(members, frames, strict=True):
+            results[index] = frame if frame is not None else _read_one(*items[index], limits)
     return [r if r is not None else pl.DataFrame() for r in results]
 
 
-def _read_one(data: bytes, fmt: FileFormat, name: str) -> pl.DataFrame | FormatError:
+def _read_one(
+    data: bytes, fmt: FileFormat, name: str, limits: ParseLimits
+) -> pl.DataFrame | FormatError:
     try:
-        return read_bytes(data, fmt, name=name)
+        return read_bytes(data, fmt, name=name, limits=limits)
     except FormatError as exc:
         return exc
 
 
-def _read_joined(header: bytes, kind: Format, datas: list[bytes]) -> list[pl.DataFrame] | None:
-    """Parse CSV bodies under one header as one buffer; None if that does not work out."""
-    if len(datas) < 2:
-        return None
+def _read_joined(
+    header: bytes, kind: Format, datas: list[bytes], limits: ParseLimits
+) -> list[pl.DataFrame | None]:
+    """Parse CSV bodies under one header as one buffer: a frame per file, None where that file
+    must be parsed alone."""
     bodies, counts = [], []
     for data in datas:
         body = data.partition(b"\n")[2]
         if body and not body.endswith(b"\n"):
             body += b"\n"
         bodies.append(body)
-        counts.append(_records(body))
+        counts.append(checks.csv_rows(body))
+    joined = [i for i, count in enumerate(counts) if count < INFER_ROWS]
+    results: list[pl.DataFrame | None] = [None] * len(datas)
+    if len(joined) < 2:
+        return results
+    separator = "\t" if kind == "tsv" else ","
+    data = b"".join([header, b"\n", *(bodies[i] for i in joined)])
     try:
-        frame = _parse(b"".join([header, b"\n", *bodies]), kind)
-    except (pl.exceptions.PolarsError, OSError, ValueError):
-        return None
-    if frame.height != sum(counts):
-        return None
-    starts = itertools.accumulate(counts, initial=0)
-    return [frame.slice(start, count) for start, count in zip(starts, counts, strict=False)]
-
-
-def _records(body: bytes) -> int:
-    """The rows polars will make of a quote-free CSV body ending in a newline (blank lines are
-    skipped). Never more than polars makes, so equal totals mean equal counts file by file."""
-    if b"\n\n" not in body and b"\n\r\n" not in body and not body.startswith((b"\n", b"\r\n")):
-        return body.count(b"\n")  # no blank line: one row per line, counted in C
-    return sum(1 for line in body.split(b"\n") if line.strip())
+        frame = _parse(data, kind, limits, infer_rows=None)
+        text = pl.read_csv(data, separator=separator, infer_schema=False, raise_if_empty=False)
+    except BaseException as exc:
+        if isinstance(exc, _FATAL):
+            raise
+        return results
+    sizes = [counts[i] for i in joined]
+    if frame.height != sum(sizes) or text.shape != frame.shape:
+        return results
+    starts = itertools.accumulate(sizes, initial=0)
+    faithful = checks.faithful(frame.schema, text, sizes)
+    for index, start, size, ok in zip(joined, starts, sizes, faithful, strict=False):
+        results[index] = frame.slice(start, size) if ok else None
+    return results
 
 
 def iter_file(
     path: Path, fmt: FileFormat, *, name: str, batch_rows: int = 250_000,
-    pieces: Iterable[bytes] | None = None,
+    pieces: Iterable[bytes] | None = None, limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Iterator[pl.DataFrame]:
-    """Parse a file on disk as frames of at most `batch_rows` rows, all with one schema.
+    """Parse a file on disk as frames of at most `batch_rows` rows.
 
     Memory stays bounded whatever the file size (JSON arrays excepted; see the module docstring).
-    At least one frame is yielded, possibly with zero rows. `FormatError` may come after some
-    frames were yielded. It is a generator: close it to remove a temporary file early.
-    For text formats `pieces` may supply the file's bytes in order instead (e.g. while it is
-    still being downloaded).
+    At least one frame is yielded, possibly with zero rows. Text frames may grow their schema
+    (module docstring). `FormatError` may come after some frames were yielded. It is a
+    generator: close it to remove a temporary file early. For text formats `pieces` may supply
+    the file's bytes in order instead (e.g. while it is still being downloaded).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
-    with _translated(name, fmt):
-        for frame in _frames(Path(path), fmt, name, batch_rows, pieces):
-            if frame.height <= batch_rows:
-                yield frame
-            else:
-                for start in range(0, frame.height, batch_rows):
-                    yield frame.slice(start, batch_rows)
+    failed: list[BaseException] = []  # what `pieces` raised (a failed download): not our business
+    given = None if pieces is None else _watched(pieces, failed)
+    with _translated(name, fmt, passed=failed):
+        yield from _batched(_file_frames(Path(path), fmt, name, given, limits, batch_rows),
+                            batch_rows)
 
 
-def _frames(
-    path: Path, fmt: FileFormat, name: str, batch_rows: int, given: Iterable[bytes] | None
+def _watched(pieces: Iterable[bytes], failed: list[BaseException]) -> Iterator[bytes]:
+    """`pieces`, noting in `failed` what they raise, so it is passed on as it is."""
+    source = iter(pieces)
+    while True:
+        try:
+            piece = next(source)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        yield piece
+
+
+def iter_bytes(
+    data: bytes, fmt: FileFormat, *, name: str, batch_rows: int = 250_000,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Iterator[pl.DataFrame]:
-    if not is_text(fmt):
-        if fmt.compression is None:
-            yield from _arrow_frames(path, fmt.kind, batch_rows)
+    """Parse an object held in memory as frames, like `iter_file`: text decompressed as a stream
+    and parsed block by block, in bounded memory whatever it decompresses to (compressed
+    Parquet/IPC is decompressed whole, up to `limits.max_bytes`)."""
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    with _translated(name, fmt):
+        raw = _as_bytes(data)
+        if is_text(fmt):
+            pieces = (raw[i:i + READ_BYTES] for i in range(0, len(raw), READ_BYTES))
+            yield from _batched(_text(pieces, fmt, name, limits), batch_rows)
+            return
+        if fmt.compression is not None:
+            raw = _unpacked([raw], fmt, limits)
+        yield from _batched(_arrow_frames(pa.BufferReader(raw), fmt.kind, batch_rows, limits),
+                            batch_rows)
+
+
+def _batched(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
+    for frame in frames:
+        if frame.height <= batch_rows:
+            yield frame
         else:
-            with decompressed_copy(path, fmt.compression) as plain:
-                yield from _arrow_frames(plain, fmt.kind, batch_rows)
-        return
+            for start in range(0, frame.height, batch_rows):
+                yield frame.slice(start, batch_rows)
+
+
+def _file_frames(
+    path: Path, fmt: FileFormat, name: str, given: Iterable[bytes] | None, limits: ParseLimits,
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
     with contextlib.ExitStack() as stack:
+        if not is_text(fmt):
+            if fmt.compression is not None:
+                path = stack.enter_context(decompressed_copy(path, fmt.compression))
+            source = stack.enter_context(pa.OSFile(str(path), "rb"))
+            yield from _arrow_frames(source, fmt.kind, batch_rows, limits)
+            return
         if given is not None:
             pieces: Iterator[bytes] = iter(given)
         else:
-            source = stack.enter_context(path.open("rb"))
-            pieces = iter(lambda: source.read(READ_BYTES), b"")
-        if fmt.compression is not None:
-            pieces = decompressed(pieces, fmt.compression)
-        first = next(pieces, b"")
-        pieces = itertools.chain([first], pieces)
-        if fmt.kind == "json" and first_char(first) == b"[":
-            yield _parse(b"".join(pieces), "json")
-        else:  # a "json" file that is not an array is NDJSON, as in `_parse`
-            yield from _text_frames(pieces, fmt, name)
+            handle = stack.enter_context(path.open("rb"))
+            pieces = iter(lambda: handle.read(READ_BYTES), b"")
+        yield from _text(pieces, fmt, name, limits)
 
 
-def _parse(raw: bytes, kind: Format) -> pl.DataFrame:
-    if kind in TEXT_KINDS and not first_char(raw):
-        return pl.DataFrame()
+def _text(
+    pieces: Iterator[bytes], fmt: FileFormat, name: str, limits: ParseLimits
+) -> Iterator[pl.DataFrame]:
+    if fmt.compression is not None:
+        pieces = decompressed(pieces, fmt.compression)
+    first = next(pieces, b"")
+    pieces = itertools.chain([first], pieces)
+    if fmt.kind == "json" and first_char(first) == b"[":
+        yield _parse(checks.joined(pieces, limits, None), "json", limits)
+    else:  # a "json" file that is not an array is NDJSON, as in `_parse`
+        yield from _text_frames(pieces, fmt, name, limits)
+
+
+def _unpacked(pieces: Iterable[bytes], fmt: FileFormat, limits: ParseLimits) -> bytes:
+    """Decompress and join, refusing past `limits.max_bytes` or, in text of lines, a line over
+    `limits.max_record_bytes` as soon as that is clear."""
+    assert fmt.compression is not None
+    stream = decompressed(pieces, fmt.compression)
+    first = next(stream, b"")
+    guard = _guard(fmt, limits) if _lines(fmt, first) else None
+    return checks.joined(itertools.chain([first], stream), limits, guard)
+
+
+def _guard(fmt: FileFormat, limits: ParseLimits) -> LineGuard:
+    return LineGuard(limits, quoted=fmt.kind in ("csv", "tsv"))
+
+
+def _lines(fmt: FileFormat, start: bytes) -> bool:
+    """Whether text starting with `start` is in records of lines (not Parquet, IPC or an array)."""
+    return is_text(fmt) and not (fmt.kind == "json" and first_char(start) == b"[")
+
+
+def _parse(
+    raw: bytes, kind: Format, limits: ParseLimits, infer_rows: int | None = INFER_ROWS
+) -> pl.DataFrame:
+    if kind in TEXT_KINDS:
+        checks.check_utf16(raw)
+        if not first_char(raw):
+            return pl.DataFrame()
     if kind == "csv" or kind == "tsv":
+        separator = "\t" if kind == "tsv" else ","
+        checks.check_csv_header(raw, separator, limits)
+        frame = _read_csv(raw, separator, infer_rows)
+    elif kind == "ndjson" or kind == "json":
+        array = kind == "json" and first_char(raw) == b"["
+        levels = checks.nesting(limits) + (2 if array else 1)  # the array, the record
+        if (at := checks.json_too_deep(raw, levels, lines=not array)) is not None:
+            raise checks.too_deep(f"the JSON at byte {at:,}", None, limits)
+        read = pl.read_json if array else pl.read_ndjson
+        frame = read(raw, infer_schema_length=None)
+    elif kind == "parquet":
+        checks.check_arrow_schema(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow, limits)
+        frame = pl.read_parquet(raw)
+    else:
+        stream = not raw.startswith(b"ARROW1")
+        opener = pa_ipc.open_stream if stream else pa_ipc.open_file
+        checks.check_arrow_schema(opener(pa.BufferReader(raw)).schema, limits)
+        frame = pl.read_ipc_stream(raw) if stream else pl.read_ipc(raw)
+    frame = checks.arrow_ready(frame)
+    checks.check_frame(frame, limits)
+    return frame
+
+
+def _read_csv(raw: bytes, separator: str, infer_rows: int | None) -> pl.DataFrame:
+    """Types from the first `infer_rows` rows, or from every row if a later value misfits."""
+    with contextlib.suppress(pl.exceptions.ComputeError):
         return pl.read_csv(
-            raw, separator="\t" if kind == "tsv" else ",", infer_schema_length=INFER_ROWS,
-            raise_if_empty=False,
+            raw, separator=separator, infer_schema_length=infer_rows, raise_if_empty=False
         )
-    if kind == "json" and first_char(raw) == b"[":
-        return pl.read_json(raw, infer_schema_length=INFER_ROWS)
-    if kind == "ndjson" or kind == "json":
-        return pl.read_ndjson(raw, infer_schema_length=INFER_ROWS)
-    if kind == "parquet":
-        return pl.read_parquet(raw)
-    return pl.read_ipc(raw) if raw.startswith(b"ARROW1") else pl.read_ipc_stream(raw)
+    return pl.read_csv(raw, separator=separator, infer_schema_length=None, raise_if_empty=False)
 
 
-def _text_frames(pieces: Iterable[bytes], fmt: FileFormat, name: str) -> Iterator[pl.DataFrame]:
-    """Parse CSV/TSV/NDJSON block by block, later blocks with the first block's schema."""
+def _text_frames(
+    pieces: Iterable[bytes], fmt: FileFormat, name: str, limits: ParseLimits
+) -> Iterator[pl.DataFrame]:
+    """Parse CSV/TSV/NDJSON block by block; later blocks may widen or grow the schema."""
     kind = "ndjson" if fmt.kind == "json" else fmt.kind
     schema: pl.Schema | None = None
     offset = rows = 0
-    for block in _record_blocks(pieces, quoted=kind != "ndjson"):
-        if not first_char(block):
-            frame = None
-        elif schema is None:
-            frame = _parse(block, kind)
-            schema = frame.schema
-        else:
-            try:
-                frame = (
-                    pl.read_ndjson(block, schema=schema) if kind == "ndjson" else pl.read_csv(
-                        block, separator="\t" if kind == "tsv" else ",", has_header=False,
-                        schema=schema, raise_if_empty=False,
-                    )
-                )
-            except pl.exceptions.PolarsError as exc:
-                where = (
-                    f" (in the part from byte {offset:,}, data row {rows + 1:,} on; column types "
-                    f"were inferred from the first {INFER_ROWS:,} rows)"
-                )
-                raise FormatError(_message(name, fmt, exc, where)) from exc
+    blocks = checks.record_blocks(pieces, quoted=kind != "ndjson", limits=limits,
+                                  block_bytes=BLOCK_BYTES, first_records=INFER_ROWS)
+    for block in blocks:
+        frame = None
+        if first_char(block) and schema is None:
+            frame = _parse(block, kind, limits)
+        elif first_char(block) and schema is not None:
+            where = f" (in the part from byte {offset:,}, data row {rows + 1:,} on)"
+            with _translated(name, fmt, where):
+                frame = checks.arrow_ready(checks.later_block(block, kind, schema, limits))
+                if frame.schema != schema:
+                    checks.check_frame(frame, limits)
         offset += len(block)
         if frame is not None:
+            schema = frame.schema
             rows += frame.height
             yield frame
     if schema is None:
         yield pl.DataFrame()
 
 
-def _record_blocks(pieces: Iterable[bytes], *, quoted: bool) -> Iterator[bytes]:
-    """Regroup pieces into blocks of about BLOCK_BYTES, each ending on a record boundary.
+def _arrow_frames(
+    source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLimits
+) -> Iterator[pl.DataFrame]:
+    """Yield a Parquet or Arrow IPC file's record batches as frames (at least one, maybe empty).
 
-    The first is stretched to hold INFER_ROWS records, so inference sees what `read_bytes` sees.
+    Each batch is validated in full first: pyarrow reads a corrupt IPC file into arrays that
+    would crash the process once polars touches them.
     """
-    pending: list[bytes] = []
-    size = newlines = 0
-    carry, first = b"", True
-    for piece in pieces:
-        pending.append(piece)
-        size += len(piece)
-        newlines += piece.count(b"\n") if first else 0
-        if size < BLOCK_BYTES or (first and newlines <= INFER_ROWS and size < MAX_RECORD_BYTES):
-            continue
-        scanned, buf = len(carry), b"".join([carry, *pending])
-        pending, size = [], 0
-        cut = _record_end(buf, scanned, quoted=quoted)
-        if cut:
-            first = False
-            yield buf[:cut]
-            carry = buf[cut:]
-        elif len(buf) <= MAX_RECORD_BYTES:
-            carry = buf
-        else:
-            why = "an unbalanced quote character?" if quoted else "is it really NDJSON?"
-            raise _RecordTooLongError(
-                f"no end of record within {len(buf):,} bytes (the limit): {why}"
-            )
-    rest = b"".join([carry, *pending])
-    if rest or first:
-        yield rest
-
-
-def _record_end(buf: bytes, scanned: int, *, quoted: bool) -> int:
-    """Return the offset past the last record boundary in `buf` after `scanned`, else 0.
-
-    `buf` starts on a boundary; in CSV a newline after an even number of quotes ends a record.
-    """
-    if not quoted:
-        return buf.rfind(b"\n", scanned) + 1
-    quotes, end, after = buf.count(b'"'), len(buf), 0
-    while (newline := buf.rfind(b"\n", scanned, end)) >= 0:
-        after += buf.count(b'"', newline, end)
-        if (quotes - after) % 2 == 0:
-            return newline + 1
-        end = newline
-    return 0
-
-
-def _arrow_frames(path: Path, kind: Format, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Yield a Parquet or Arrow IPC file's record batches as frames (at least one, maybe empty)."""
-    with pa.OSFile(str(path), "rb") as source:
-        if kind == "parquet":
-            reader = pq.ParquetFile(source)
-            batches, schema = reader.iter_batches(batch_size=batch_rows), reader.schema_arrow
-        elif source.read(6) == b"ARROW1":
-            reader = pa_ipc.open_file(source)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            schema = reader.schema
-        else:
-            source.seek(0)
-            reader = pa_ipc.open_stream(source)
-            batches, schema = reader, reader.schema
-        empty = True
-        for batch in batches:
-            empty = False
-            yield _to_frame(batch)
+    if kind == "parquet":
+        reader = pq.ParquetFile(source)
+        batches, schema = reader.iter_batches(batch_size=batch_rows), reader.schema_arrow
+    elif source.read(6) == b"ARROW1":
+        reader = pa_ipc.open_file(source)
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        schema = reader.schema
+    else:
+        source.seek(0)
+        reader = pa_ipc.open_stream(source)
+        batches, schema = reader, reader.schema
+    checks.check_arrow_schema(schema, limits)
+    empty = True
+    for batch in batches:
+        batch.validate(full=True)
+        frame = _to_frame(batch)
         if empty:
-            yield _to_frame(schema.empty_table())
+            checks.check_frame(frame, limits)
+            empty = False
+        yield frame
+    if empty:
+        frame = _to_frame(schema.empty_table())
+        checks.check_frame(frame, limits)
+        yield frame
 
 
 def _to_frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:
@@ -318,35 +388,49 @@ def _as_bytes(data: bytes | memoryview) -> bytes:
 
 # --- errors ------------------------------------------------------------------------------------
 
-
-class _RecordTooLongError(Exception):
-    """Raised by `_record_blocks` when no record boundary turns up; becomes a `FormatError`."""
-
-
-_READ_ERRORS = (
-    _RecordTooLongError, pl.exceptions.PolarsError, pa.ArrowException, OSError, EOFError,
-    zlib.error, zstandard.ZstdError,
-)
+# Never turned into a FormatError: they are not about the file.
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError, MemoryError)
 # Polars' advice names its own API, and its byte offset counts from one of its parallel chunks.
 _POLARS_NOISE = ("You might want to try", "Consider ", "The current offset in the file")
 
 
 @contextmanager
-def _translated(name: str, fmt: FileFormat) -> Iterator[None]:
-    """Turn parser and decompressor errors into `FormatError`: the one translation boundary."""
+def _translated(
+    name: str, fmt: FileFormat, where: str = "", passed: Sequence[BaseException] = ()
+) -> Iterator[None]:
+    """Turn whatever parsing raises into `FormatError`: the one translation boundary.
+
+    Polars panics (`pyo3_runtime.PanicException`, a `BaseException`) included, and pyarrow's
+    `ArrowMemoryError` (a corrupt length asks for petabytes); a real I/O failure (an `OSError`
+    with an errno: missing file, full disk) is not about the content, nor is what the source of
+    the bytes raised (`passed`: a failed download).
+    """
     try:
         yield
-    except _READ_ERRORS as exc:
+    except FormatError:
+        raise
+    except Refused as exc:
+        raise FormatError(f"{name}{where}: {exc}") from exc
+    except BaseException as exc:
+        if any(exc is failure for failure in passed):
+            raise
         if isinstance(exc, OSError) and exc.errno is not None:
-            raise  # a real I/O failure (missing file, full disk), not unreadable content
-        raise FormatError(_message(name, fmt, exc)) from exc
+            raise
+        if isinstance(exc, _FATAL) and not isinstance(exc, pa.ArrowException):
+            raise
+        raise FormatError(_message(name, fmt, exc, where)) from exc
 
 
 def _message(name: str, fmt: FileFormat, exc: BaseException, where: str = "") -> str:
     paragraphs = [p for p in str(exc).split("\n\n") if not p.startswith(_POLARS_NOISE)]
     reason = " ".join(" ".join(paragraphs).split())[:600].rstrip(".") or type(exc).__name__
+    if type(exc).__name__ == "PanicException":
+        reason = f"the parser failed (a polars panic: {reason})"
+    if ("utf-8" in reason.lower() or "utf8" in reason.lower()) and "iconv" not in reason:
+        reason += " (text must be UTF-8: convert it, e.g. with iconv -f LATIN1 -t UTF-8)"
+    stop = "" if reason.endswith("?") else "."
     example = "tsv.gz" if str(fmt) == "csv.gz" else "csv.gz"
     return (
-        f"{name}: cannot read as {fmt}{where}: {reason}. If it is not {fmt}, pass --format "
+        f"{name}: cannot read as {fmt}{where}: {reason}{stop} If it is not {fmt}, pass --format "
         f"(e.g. --format {example}) to override detection"
     )

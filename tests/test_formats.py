@@ -245,7 +245,6 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make iter_file cut text into tiny blocks so that boundaries fall everywhere."""
     monkeypatch.setattr(formats, "BLOCK_BYTES", 64)
     monkeypatch.setattr(formats, "INFER_ROWS", 5)
-    monkeypatch.setattr(formats, "MAX_RECORD_BYTES", 4096)
     monkeypatch.setattr(formats, "READ_BYTES", 7)
 
 
@@ -270,12 +269,26 @@ def test_block_boundaries_never_split_a_record(
 
 
 @pytest.mark.usefixtures("small_blocks")
-def test_value_that_does_not_fit_the_inferred_type_names_its_place(tmp_path: Path) -> None:
+def test_value_that_does_not_fit_the_inferred_type_widens_the_column(tmp_path: Path) -> None:
     path = tmp_path / "late.csv"
-    path.write_bytes(b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(100)) + b"oops,y\n")
-    with pytest.raises(FormatError, match=r"late\.csv.*data row \d+.*first 5 rows") as info:
+    data = b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(100)) + b"oops,y\n"
+    path.write_bytes(data)
+    batches = list(iter_file(path, FileFormat("csv"), name="late.csv"))
+    assert batches[0].schema["n"] == pl.Int64 and batches[-1].schema["n"] == pl.String
+    assert_frame_equal(  # nothing lost: what whole-file inference gives
+        pl.concat(batches, how="diagonal_relaxed"), pl.read_csv(data, infer_schema_length=None)
+    )
+    assert_frame_equal(read_bytes(data, FileFormat("csv"), name="late.csv"),
+                       pl.read_csv(data, infer_schema_length=None))
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_later_unreadable_block_names_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(100)) + b"1,y,extra\n")
+    with pytest.raises(FormatError, match=r"late\.csv: cannot read as csv \(in the part from "
+                       r"byte [\d,]+, data row \d+ on\)") as info:
         list(iter_file(path, FileFormat("csv"), name="late.csv"))
-    assert "oops" in str(info.value)
     assert isinstance(info.value.__cause__, pl.exceptions.PolarsError)
 
 
@@ -283,8 +296,9 @@ def test_value_that_does_not_fit_the_inferred_type_names_its_place(tmp_path: Pat
 def test_unbalanced_quote_is_an_error_not_unbounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "quote.csv"
     path.write_bytes(b'a,b\n"oops,1\n' + b"x,2\n" * 5000)
-    with pytest.raises(FormatError, match="unbalanced quote"):
-        list(iter_file(path, FileFormat("csv"), name="quote.csv"))
+    limits = formats.ParseLimits(max_record_bytes=4096)
+    with pytest.raises(FormatError, match=r"unbalanced quote.*--max-line-size"):
+        list(iter_file(path, FileFormat("csv"), name="quote.csv", limits=limits))
 
 
 def test_large_csv_is_read_in_bounded_batches(tmp_path: Path) -> None:
