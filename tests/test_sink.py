@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from dreambolt.errors import FormatError, SinkError
-from dreambolt.sinks.duckdb import LEDGER, DuckDBSink, FileWrite
+from dreambolt.sinks.duckdb import LEDGER, DuckDBSink, FileWrite, Written
+from dreambolt.sinks.ledger import CLAIMS
 
 
 def tables(db: Path) -> set[str]:
@@ -29,9 +30,9 @@ def batches(n: int, fail_at: int | None = None) -> Iterator[pl.DataFrame]:
 def test_file_rows_and_ledger_commit_together(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     sink = DuckDBSink(db)
-    rows, replaced = sink.write_file("t", uri="s3://b/x.csv", etag='"1"', size=5,
-                                     frames=batches(4), run_id="r")
-    assert (rows, replaced) == (40, False)
+    written = sink.write_file("t", uri="s3://b/x.csv", etag='"1"', size=5,
+                              frames=batches(4), run_id="r")
+    assert written == Written(40, replaced=False)
     with pytest.raises(FormatError):
         sink.write_file("t", uri="s3://b/x.csv", etag='"2"', size=5,
                         frames=batches(4, fail_at=2), run_id="r")
@@ -39,7 +40,7 @@ def test_file_rows_and_ledger_commit_together(tmp_path: Path) -> None:
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), min(_source_etag) FROM t").fetchall() == [(40, '"1"')]
         assert con.execute(f"SELECT etag FROM {LEDGER} WHERE active").fetchall() == [('"1"',)]
-    assert tables(db) == {"t", LEDGER}  # no scratch table left behind
+    assert tables(db) == {"t", LEDGER, CLAIMS}  # no scratch table left behind
 
 
 def test_bad_memory_limit_is_refused(tmp_path: Path) -> None:
@@ -52,12 +53,12 @@ def test_write_many_commits_a_group_or_nothing(tmp_path: Path) -> None:
     sink = DuckDBSink(db)
     good = [FileWrite(f"s3://b/{i}.csv", f'"{i}"', 10, pl.DataFrame({"n": [i, i + 1]}))
             for i in range(3)]
-    assert sink.write_many("t", good, run_id="r") == [(2, False)] * 3
+    assert sink.write_many("t", good, run_id="r") == [Written(2, False)] * 3
     bad = FileWrite("s3://b/bad.csv", '"x"', 10, pl.DataFrame({"n": ["abc"]}))
     again = FileWrite("s3://b/0.csv", '"new"', 10, pl.DataFrame({"n": [7]}))
     with pytest.raises(SinkError, match="'n'"):
         sink.write_many("t", [again, bad], run_id="r")
-    assert sink.write_many("t", [again], run_id="r") == [(1, True)]
+    assert sink.write_many("t", [again], run_id="r") == [Written(1, True)]
     sink.close()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT _source_uri, n FROM t ORDER BY 1, 2").fetchall() == [
