@@ -22,9 +22,10 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from .fetch import Failed, Fetched
+from .formats import DEFAULT_LIMITS, ParseLimits
 from .write import parse_deferred
 
-__all__ = ["LINGER", "ROW_GROUP", "TAIL", "Batches", "discard", "drain"]
+__all__ = ["LINGER", "ROW_GROUP", "TAIL", "Batches", "StageError", "discard", "drain"]
 
 ROW_GROUP = 122_880  # DuckDB's rows per row group
 LINGER = 0.3  # seconds the writer waits for more small files to fill a row group
@@ -33,13 +34,24 @@ Item = Fetched | Failed
 T = TypeVar("T")
 
 
+class StageError(RuntimeError):
+    """A stage of the pipeline (a download worker, the parse task) died: the run cannot go on."""
+
+
 class Batches:
     """Groups of parsed files for the writer, parsed ahead while it writes the previous one."""
 
-    def __init__(self, arrived: asyncio.Queue[Item], *, expected: int, limit: int) -> None:
+    def __init__(
+        self, arrived: asyncio.Queue[Item], *, expected: int, limit: int,
+        limits: ParseLimits = DEFAULT_LIMITS, feeders: Iterable[asyncio.Task[None]] = (),
+    ) -> None:
+        """`feeders` are the tasks that put files on `arrived`: should one of them die, the
+        writer learns of it (its error is raised by `next`) instead of waiting forever."""
         self.parsed: asyncio.Queue[list[Item]] = asyncio.Queue(2)
         self.left = expected  # files the writer has yet to take
         self._limit = max(1, limit)
+        self._limits = limits
+        self._feeders = list(feeders)
         self._carry: list[Item] = []
         self._handed = 0  # files parsed and handed on, since `_began`
         self._began: float | None = None
@@ -50,7 +62,7 @@ class Batches:
             batch = [await arrived.get()]
             while len(batch) < self._limit and not arrived.empty():
                 batch.append(arrived.get_nowait())
-            batch = await parse_deferred(batch)  # discards the batch if cancelled
+            batch = await parse_deferred(batch, self._limits)  # discards it if cancelled
             try:
                 await self.parsed.put(batch)
             except BaseException:
@@ -64,7 +76,7 @@ class Batches:
     async def next(self) -> list[Item]:
         """The next group to write in one transaction (at least one file, at most `limit`)."""
         loop = asyncio.get_running_loop()
-        batch, self._carry = self._carry or await self.parsed.get(), []
+        batch, self._carry = self._carry or await self._first(), []
         deadline = loop.time() + LINGER
         while len(batch) < self._limit:
             if not self.parsed.empty():
@@ -72,16 +84,59 @@ class Batches:
             elif len(batch) >= self.left or not self._worth_waiting(batch, loop.time()):
                 break
             else:
-                try:
-                    more = await asyncio.wait_for(self.parsed.get(), deadline - loop.time())
-                except TimeoutError:
+                got = await self._get(deadline - loop.time())
+                if got is None:
                     break
+                more = got
             if len(batch) + len(more) > self._limit:
                 self._carry = more
                 break
             batch = batch + more
         self.left -= len(batch)
         return batch
+
+    async def _first(self) -> list[Item]:
+        got = await self._get(None)
+        assert got is not None  # no timeout
+        return got
+
+    async def _get(self, timeout: float | None) -> list[Item] | None:  # noqa: ASYNC109
+        """The next parsed group, waiting up to `timeout` seconds (then None).
+
+        Raises `StageError` if the parse task or a feeder died meanwhile: no stage dies without
+        the writer learning of it.
+        """
+        if not self.parsed.empty():
+            return self.parsed.get_nowait()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        getter = asyncio.ensure_future(self.parsed.get())
+        taken = False
+        try:
+            while True:
+                watched = [t for t in (self._task, *self._feeders) if not t.done()]
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait([getter, *watched], timeout=left,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    taken = True
+                    return getter.result()
+                self._check_stages()
+                if not done:
+                    return None  # timed out
+                # a feeder ran out of files: wait on for the others
+        finally:
+            if not getter.done():
+                getter.cancel()
+            elif not taken and not getter.cancelled() and getter.exception() is None:
+                discard(getter.result())  # got a group after all, but we are leaving
+
+    def _check_stages(self) -> None:
+        for task in (self._task, *self._feeders):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise StageError(
+                    f"a pipeline stage stopped unexpectedly ({task.get_name()}): "
+                    f"{task.exception()!r}") from task.exception()
 
     async def close(self) -> list[Item]:
         """Stop parsing; return the files still held here (for the caller to discard)."""

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from .errors import DreamBoltError, InvalidS3UriError, S3BaseError, SinkError
+from .batching import StageError
+from .errors import DreamBoltError, InvalidS3UriError, SinkError
 from .ingest import Ingester
 from .progress import RichListener, human_bytes, print_plan, print_summary
 from .report import IngestReport
@@ -165,6 +166,11 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
               show_default=True, envvar="DREAMBOLT_MODE", help="replace rebuilds the table.")
 @click.option("--preserve-order", is_flag=True, envvar="DREAMBOLT_PRESERVE_ORDER",
               help="Keep each file's rows in file order in the table (slower for big files).")
+@click.option("--max-line-size", type=SizeType(), default="64MiB", show_default=True,
+              envvar="DREAMBOLT_MAX_LINE_SIZE",
+              help="Longest line (record) of a CSV/NDJSON file; a file with a longer one fails.")
+@click.option("--max-columns", type=click.IntRange(1), default=10_000, show_default=True,
+              envvar="DREAMBOLT_MAX_COLUMNS", help="A file with more columns fails.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only keys matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Drop keys matching (repeatable).")
 @click.option("--from-file", type=click.File("r"), help="Read URIs, one a line, from FILE or -.")
@@ -190,7 +196,8 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
             params["db"], on_error=params["on_error"], format=params["format_"],
             listener=listener, s3_options=_client_options(params), embed=params["embed"],
             embed_column=params["embed_column"], embed_base_url=params["embed_base_url"],
-            preserve_order=params["preserve_order"],
+            preserve_order=params["preserve_order"], max_line_bytes=params["max_line_size"],
+            max_columns=params["max_columns"],
         )
     except ValueError as exc:  # an unknown embedding model
         _fail(err, str(exc), EXIT_USAGE)
@@ -210,15 +217,20 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
         report = _run(go)
     except KeyboardInterrupt:
         partial = ingester.last_report
-        if partial is not None and not params["quiet"]:
-            err.print("[yellow]interrupted[/]: every file is either fully loaded or not at all")
-            print_summary(err, partial)
+        if partial is not None:
+            partial.interrupted = True
+            if params["as_json"]:
+                out.print_json(json.dumps(partial.to_dict(), default=str))
+            if not params["quiet"]:
+                err.print("[yellow]interrupted[/]: every file is either fully loaded or not at "
+                          "all; the files below are those that committed")
+                print_summary(err, partial)
         sys.exit(EXIT_INTERRUPTED)
     except InvalidS3UriError as exc:
         _fail(err, str(exc), EXIT_USAGE)
-    except (S3BaseError, SinkError) as exc:
+    except (DreamBoltError, StageError) as exc:
         _fail(err, str(exc), EXIT_ABORTED)
-    except DreamBoltError as exc:
+    except OSError as exc:  # a full spool disk: every later file would fail alike
         _fail(err, str(exc), EXIT_ABORTED)
     if params["as_json"]:
         out.print_json(json.dumps(report.to_dict(), default=str))

@@ -11,7 +11,18 @@ from pathlib import Path
 
 import polars as pl
 
-from .formats import HEAD_BYTES, FileFormat, detect_format, is_text, iter_file, read_bytes
+from .formats import (
+    DEFAULT_LIMITS,
+    HEAD_BYTES,
+    FileFormat,
+    ParseLimits,
+    decompress_capped,
+    detect_format,
+    is_text,
+    iter_bytes,
+    iter_file,
+    read_bytes,
+)
 from .s3 import Progress, S3Client
 from .sources import Source
 from .transfer import read_object, spool_object
@@ -124,6 +135,7 @@ class Fetched:
     size: int
     frame: pl.DataFrame | None = None
     raw: bytes | None = None  # small CSV/TSV left unparsed, to be parsed with others at once
+    packed: bytes | None = None  # compressed, too big unpacked: parsed block by block when written
     path: Path | None = None
     fmt: FileFormat | None = None
     spooled: bool = False
@@ -132,12 +144,14 @@ class Fetched:
     cost: int = 0
     seconds: float = 0.0
 
-    def frames(self) -> Generator[pl.DataFrame, None, None]:
+    def frames(self, limits: ParseLimits = DEFAULT_LIMITS) -> Generator[pl.DataFrame, None, None]:
         """The file's rows: the parsed frame, or batches parsed from the file on disk."""
         if self.frame is not None:
             yield self.frame
         elif self.raw is not None and self.fmt is not None:
-            yield read_bytes(self.raw, self.fmt, name=self.source.uri)
+            yield read_bytes(self.raw, self.fmt, name=self.source.uri, limits=limits)
+        elif self.packed is not None and self.fmt is not None:
+            yield from iter_bytes(self.packed, self.fmt, name=self.source.uri, limits=limits)
         elif self.path is not None and self.fmt is not None:
             pieces = None
             if self.growing is not None:
@@ -145,7 +159,8 @@ class Fetched:
                     pieces = self.growing.pieces()  # parse while it downloads
                 else:
                     self.growing.wait()
-            yield from iter_file(self.path, self.fmt, name=self.source.uri, pieces=pieces)
+            yield from iter_file(self.path, self.fmt, name=self.source.uri, pieces=pieces,
+                                 limits=limits)
 
     def discard(self) -> None:
         """Stop a download still running and remove the spooled copy, if any (on the loop)."""
@@ -168,11 +183,15 @@ class Failed:
 async def fetch(
     src: Source, *, client: Callable[[], Awaitable[S3Client]], spool: Path,
     declared: str | None, spool_threshold: int, progress: Progress, defer_text: bool = False,
+    limits: ParseLimits = DEFAULT_LIMITS, unpacked_limit: int | None = None,
 ) -> Fetched:
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
 
     With `defer_text`, a small uncompressed CSV/TSV is returned unparsed (`raw`), for
-    `formats.read_many` to parse together with others.
+    `formats.read_many` to parse together with others. A small compressed object is unpacked
+    in memory only up to `unpacked_limit` bytes (default: `spool_threshold`); past that it is
+    kept compressed (`packed`) and parsed block by block as it is written, so a decompression
+    bomb costs memory in proportion to a block. `limits` apply to every parse.
     """
     big = src.size > spool_threshold
     if src.path is not None:  # a local file
@@ -208,8 +227,28 @@ async def fetch(
         info, data = await read_object(s3, src.info, progress=progress)
         etag, size = info.etag or None, info.size
     payload = data if isinstance(data, bytes) else bytes(data)
+    del data
     fmt = detect_format(src.name, payload[:HEAD_BYTES], declared)
-    if defer_text and fmt.kind in ("csv", "tsv") and fmt.compression is None:
-        return Fetched(src, etag, size, raw=payload, fmt=fmt)
-    frame = await asyncio.to_thread(read_bytes, payload, fmt, name=src.uri)
-    return Fetched(src, etag, size, frame=frame, fmt=fmt)
+    limit = spool_threshold if unpacked_limit is None else unpacked_limit
+    return await asyncio.to_thread(
+        _take_in, Fetched(src, etag, size, fmt=fmt), payload, limits, limit, defer_text)
+
+
+def _take_in(
+    item: Fetched, payload: bytes, limits: ParseLimits, unpacked_limit: int, defer_text: bool
+) -> Fetched:
+    """Unpack (up to `unpacked_limit`) and parse an object held in memory, or defer that."""
+    fmt = item.fmt
+    assert fmt is not None
+    if fmt.compression is not None:
+        plain = decompress_capped(payload, fmt.compression, unpacked_limit)
+        if plain is None:
+            item.packed = payload
+            return item
+        payload, fmt = plain, FileFormat(fmt.kind)
+        item.fmt = fmt
+    if defer_text and fmt.kind in ("csv", "tsv"):
+        item.raw = payload
+    else:
+        item.frame = read_bytes(payload, fmt, name=item.source.uri, limits=limits)
+    return item

@@ -10,8 +10,8 @@ costs memory in proportion to a batch, not to the file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,17 +25,16 @@ import polars as pl
 
 from .batching import Batches, discard, drain
 from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
-from .errors import (
-    DreamBoltError,
-    InvalidS3UriError,
-)
+from .errors import InvalidS3UriError
 from .fetch import ByteBudget, Failed, Fetched, fetch
+from .formats import DEFAULT_LIMITS, ParseLimits, read_bytes
 from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from .s3 import S3Client
 from .sinks.duckdb import DuckDBSink, validate_table_name
 from .sinks.embeddings import DuckDBEmbeddingCache
-from .sources import Source, default_table_name, expand, new_spool
-from .write import GROUP_FILES, Run, Writer, is_fatal, status_of
+from .sources import Source, default_table_name, expand
+from .spool import open_spool
+from .write import GROUP_FILES, Run, Writer, file_error, is_contained, is_fatal, status_of
 
 __all__ = ["Ingester"]
 
@@ -71,11 +70,17 @@ class Ingester:
         embed_column: str | None = None,
         embed_base_url: str | None = None,
         preserve_order: bool = False,
+        max_line_bytes: int = DEFAULT_LIMITS.max_record_bytes,
+        max_columns: int = DEFAULT_LIMITS.max_columns,
     ) -> None:
         """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
-        and ValueError for an unknown model name: before anything is downloaded."""
+        and ValueError for an unknown model name or an invalid limit: before anything is
+        downloaded. A file with a line (record) longer than `max_line_bytes` or more than
+        `max_columns` columns fails alone, with a message saying which limit it passed."""
         if on_error not in ("skip", "abort"):
             raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
+        self.limits = ParseLimits(max_record_bytes=max_line_bytes, max_columns=max_columns)
+        self.embed_base_url = embed_base_url
         self.embedder = (
             make_embedder(embed, base_url=embed_base_url) if isinstance(embed, str) else embed
         )
@@ -160,6 +165,7 @@ class Ingester:
         return await fetch(
             src, client=self._s3, spool=spool, declared=declared, spool_threshold=threshold,
             progress=partial(self.listener.advanced, src.uri), defer_text=defer_text,
+            limits=self.limits,
         )
 
     # --- load ----------------------------------------------------------------------------
@@ -176,26 +182,71 @@ class Ingester:
         sources, failures = await expand([uri], self._s3)
         if failures:
             raise failures[0][1]
-        embedder = make_embedder(embed) if isinstance(embed, str) else embed or self.embedder
+        embedder = (make_embedder(embed, base_url=self.embed_base_url) if isinstance(embed, str)
+                    else embed or self.embedder)
         stage = None
         if embedder is not None:
             stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
-        spool = new_spool()
+        spool = open_spool()
         try:
-            fetched = await asyncio.gather(
-                *(self._fetch(src, spool, format or self.format, in_memory=True)
-                  for src in sources)
-            )
-            if stage is not None:
-                fetched = [await stage.apply(item, spool) for item in fetched]
-            frames = [frame for item in fetched for frame in item.frames() if frame.width]
+            frames = await self._load_all(sources, spool.path, format or self.format, stage)
         finally:
-            shutil.rmtree(spool, ignore_errors=True)
+            spool.close()
             if isinstance(embed, str) and embedder is not None:
                 await embedder.aclose()
+        frames = [frame for frame in frames if frame.width]
         if not frames:
             return pl.DataFrame()
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    async def _load_all(
+        self, sources: list[Source], spool: Path, declared: str | None, stage: EmbedStage | None
+    ) -> list[pl.DataFrame]:
+        """Each source as one frame, in order: `files_in_flight` at a time, their bytes in
+        flight bounded by the memory budget (the frames themselves are the result)."""
+        frames: list[pl.DataFrame] = [pl.DataFrame()] * len(sources)
+        budget = ByteBudget(self.memory_budget)
+        limits = dataclasses.replace(self.limits, max_bytes=self.memory_budget)
+        pending = iter(enumerate(sources))
+
+        async def one(src: Source) -> pl.DataFrame:
+            item = await self._fetch(src, spool, declared, in_memory=True)
+            try:
+                if item.packed is not None and item.fmt is not None:
+                    # compressed beyond the budget unpacked: refused with a clear FormatError
+                    item.frame = await asyncio.to_thread(
+                        read_bytes, item.packed, item.fmt, name=src.uri, limits=limits)
+                    item.packed = None
+                if stage is not None:
+                    item = await stage.apply(item, spool)
+                if item.frame is not None:
+                    return item.frame
+                parts = await asyncio.to_thread(list, item.frames(self.limits))
+                return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+            finally:
+                item.discard()
+
+        async def work() -> None:
+            for index, src in pending:  # shared: each file is taken by exactly one worker
+                cost = await budget.acquire(src.size * 4)
+                try:
+                    frames[index] = await one(src)
+                except BaseException as exc:
+                    if not is_contained(exc):
+                        raise
+                    raise file_error(exc, src.uri, "read") from exc
+                finally:
+                    await budget.release(cost)
+
+        workers = [asyncio.create_task(work())
+                   for _ in range(min(self.files_in_flight, len(sources)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return frames
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -236,7 +287,8 @@ class Ingester:
         for _, exc in failures:
             if is_fatal(exc):
                 raise exc
-        run = Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget))
+        run = Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget),
+                  limits=self.limits)
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
@@ -257,15 +309,19 @@ class Ingester:
             cache = await self._db(DuckDBEmbeddingCache, sink.con)
             run.embed = EmbedStage(self.embedder, AsyncCache(cache, run=self._db),
                                    self.embed_column)
-        run.spool = new_spool()
+        spool = open_spool()
+        run.spool = spool.path
         try:
             if dry_run:
                 await self._plan(run, todo, loaded, format or self.format)
             elif todo:
                 self.listener.planned(len(todo), sum(s.size for s in todo))
                 await self._pipeline(run, writer, todo, format or self.format)
+        except asyncio.CancelledError:
+            report.interrupted = True  # the report holds every file that committed
+            raise
         finally:
-            shutil.rmtree(run.spool, ignore_errors=True)
+            spool.close()
             if run.embed is not None:
                 report.embedding = {"model": self.embedder.model if self.embedder else None,
                                     **run.embed.stats.as_dict()}
@@ -284,10 +340,11 @@ class Ingester:
                 try:
                     result.texts, result.tokens = await run.embed.plan(
                         await self._fetch(src, run.spool, declared))
-                except DreamBoltError as exc:
-                    if is_fatal(exc):
+                except BaseException as exc:
+                    if not is_contained(exc):
                         raise
-                    result.status, result.error = status_of(exc), ErrorInfo.of(exc)
+                    error = file_error(exc, src.uri, "read")
+                    result.status, result.error = status_of(error), ErrorInfo.of(error)
             run.report.files.append(result)
 
     async def _pipeline(
@@ -305,11 +362,11 @@ class Ingester:
                 )
                 if run.embed is not None and isinstance(item, Fetched):
                     item = await run.embed.apply(item, run.spool)
-            except Exception as exc:  # every error becomes this file's result
-                item = Failed(src, exc)
-            except BaseException:
-                await run.budget.release(cost)
-                raise
+            except BaseException as exc:  # every error of one file becomes its result
+                if not is_contained(exc) and not is_fatal(exc):
+                    await run.budget.release(cost)
+                    raise
+                item = Failed(src, file_error(exc, src.uri, "read"))
             item.cost, item.seconds = cost, time.monotonic() - began
             await run.queue.put(item)
 
@@ -324,7 +381,8 @@ class Ingester:
         producers = [asyncio.create_task(work())
                      for _ in range(min(self.files_in_flight, len(todo)))]
         limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
-        batches = Batches(run.queue, expected=len(todo), limit=limit)
+        batches = Batches(run.queue, expected=len(todo), limit=limit, limits=self.limits,
+                          feeders=producers)
         done: set[str] = set()
         try:
             while batches.left:

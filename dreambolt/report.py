@@ -60,6 +60,7 @@ class IngestReport:
     seconds: float = 0.0
     aborted: bool = False
     dry_run: bool = False
+    interrupted: bool = False  # Ctrl-C/SIGTERM: the files listed are those that committed
     embedding: dict[str, Any] | None = None  # model, texts, embedded, cached, truncated, ...
 
     def count(self, status: Status) -> int:
@@ -80,7 +81,7 @@ class IngestReport:
     def ok(self) -> bool:
         """True when every file was loaded or unchanged and nothing aborted the run."""
         good = ("loaded", "unchanged", "planned")
-        return not self.aborted and all(f.status in good for f in self.files)
+        return not (self.aborted or self.interrupted) and all(f.status in good for f in self.files)
 
     def totals(self) -> dict[str, int]:
         """Counts per status plus rows and bytes."""
@@ -102,6 +103,7 @@ class IngestReport:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "seconds": round(self.seconds, 3),
             "aborted": self.aborted,
+            "interrupted": self.interrupted,
             "dry_run": self.dry_run,
             "totals": self.totals(),
             "embedding": self.embedding,

@@ -8,6 +8,7 @@ Files that were not loaded get ledger rows too, in bulk.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
@@ -28,13 +29,16 @@ from .errors import (
     SinkError,
 )
 from .fetch import ByteBudget, Failed, Fetched
-from .formats import read_many
+from .formats import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes, read_many
 from .prefetch import Prefetch
 from .report import ErrorInfo, FileResult, IngestReport, Listener, Status
-from .sinks.duckdb import DuckDBSink, FileWrite
+from .sinks.duckdb import DuckDBSink, FileWrite, Written
 from .sources import Source
 
-__all__ = ["GROUP_FILES", "Run", "Writer", "is_fatal", "parse_deferred", "status_of"]
+__all__ = [
+    "GROUP_FILES", "Run", "Writer", "file_error", "is_contained", "is_fatal", "parse_deferred",
+    "status_of",
+]
 
 log = logging.getLogger("dreambolt.ingest")
 T = TypeVar("T")
@@ -44,7 +48,11 @@ DbRunner = Callable[..., Awaitable[Any]]
 
 # Skipped with a warning: the object cannot be read as it is. Anything else is "failed".
 _SKIPPED = (S3AuthError, S3NotFoundError, FormatError, FileNotFoundError, PermissionError,
-            IsADirectoryError)
+            IsADirectoryError, NotADirectoryError)
+# These end the run, never one file: an interruption, or the interpreter going away.
+_ESCAPES = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+# A full disk fails every later file alike (the spool or the database is on it).
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def status_of(exc: BaseException) -> Status:
@@ -54,9 +62,31 @@ def status_of(exc: BaseException) -> Status:
 
 def is_fatal(exc: BaseException) -> bool:
     """Errors that would fail every file alike: stop the run instead of failing each one."""
-    return (isinstance(exc, S3AuthError) and exc.code == "NoCredentials") or isinstance(
-        exc, EmbeddingAuthError
-    )
+    if isinstance(exc, S3AuthError):
+        return exc.code == "NoCredentials"
+    if isinstance(exc, SinkError):
+        return exc.fatal
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL
+    return isinstance(exc, EmbeddingAuthError)
+
+
+def is_contained(exc: BaseException) -> bool:
+    """Whether `exc` ends one file only (anything a file's bytes can provoke, panics of the
+    Rust parsers included), rather than the run."""
+    return not isinstance(exc, _ESCAPES) and not is_fatal(exc)
+
+
+def file_error(exc: BaseException, uri: str, stage: str) -> Exception:
+    """The error to report for one file: DreamBolt's and OS errors as they are, anything else
+    (a DuckDB, pyarrow or polars error, a parser panic) described with the file's name."""
+    if isinstance(exc, DreamBoltError | OSError):
+        return exc
+    if isinstance(exc, duckdb.Error):
+        return SinkError(f"{uri}: DuckDB refused the rows: {exc}")
+    kind = FormatError if stage == "read" else SinkError
+    what = " ".join(str(exc).split())[:500] or "no message"
+    return kind(f"{uri}: could not be {stage}: {type(exc).__name__}: {what}")
 
 
 @dataclass(slots=True)
@@ -70,24 +100,34 @@ class Run:
     budget: ByteBudget
     rebuild: bool = False
     embed: EmbedStage | None = None
+    limits: ParseLimits = DEFAULT_LIMITS
     queue: asyncio.Queue[Fetched | Failed] = field(
         default_factory=lambda: asyncio.Queue(GROUP_FILES)
     )
 
 
-async def parse_deferred(batch: list[Fetched | Failed]) -> list[Fetched | Failed]:
+async def parse_deferred(
+    batch: list[Fetched | Failed], limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Fetched | Failed]:
     """Parse the batch's unparsed small CSVs together (in a worker thread); errors per file.
 
-    If this is cancelled, the batch's files are discarded (downloads stopped, spools removed).
+    If the grouped parse itself breaks (a parser panic), each file is parsed on its own, so
+    only the file at fault fails. If this is cancelled, the batch's files are discarded
+    (downloads stopped, spools removed).
     """
     deferred = [i for i in batch if isinstance(i, Fetched) and i.raw is not None]
     if not deferred:
         return batch
+    items = [(i.raw, i.fmt, i.source.uri) for i in deferred
+             if i.raw is not None and i.fmt is not None]
+    parsed: list[pl.DataFrame | Exception]
     try:
-        parsed = await asyncio.to_thread(read_many, [
-            (i.raw, i.fmt, i.source.uri) for i in deferred
-            if i.raw is not None and i.fmt is not None
-        ])
+        try:
+            parsed = [*await asyncio.to_thread(read_many, items, limits=limits)]
+        except BaseException as exc:
+            if not is_contained(exc):
+                raise
+            parsed = [await asyncio.to_thread(_parse_alone, *item, limits) for item in items]
     except BaseException:
         for item in batch:
             if isinstance(item, Fetched):
@@ -96,15 +136,31 @@ async def parse_deferred(batch: list[Fetched | Failed]) -> list[Fetched | Failed
     outcome: dict[int, Fetched | Failed] = {}
     for item, frame in zip(deferred, parsed, strict=True):
         item.raw = None
-        if isinstance(frame, FormatError):
+        if isinstance(frame, Exception):
             outcome[id(item)] = Failed(item.source, frame, cost=item.cost, seconds=item.seconds)
         else:
             item.frame = frame
     return [outcome.get(id(i), i) for i in batch]
 
 
+def _parse_alone(
+    data: bytes, fmt: FileFormat, uri: str, limits: ParseLimits
+) -> pl.DataFrame | Exception:
+    try:
+        return read_bytes(data, fmt, name=uri, limits=limits)
+    except BaseException as exc:
+        if not is_contained(exc):
+            raise
+        return file_error(exc, uri, "read")
+
+
 class Writer:
-    """Writes fetched files into the sink on the database thread, and settles the rest."""
+    """Writes fetched files into the sink on the database thread, and settles the rest.
+
+    A file's result enters the report when its transaction commits, also when the run is
+    interrupted while the database thread finishes that transaction: the report of an
+    interrupted run says exactly what is in the table.
+    """
 
     def __init__(self, sink: DuckDBSink, run_db: DbRunner, listener: Listener) -> None:
         self.sink = sink
@@ -113,18 +169,55 @@ class Writer:
 
     async def settle(self, run: Run, results: list[FileResult], dry_run: bool = False) -> None:
         """Record files that were not loaded in the ledger and the report; tell the listener."""
-        if not dry_run and results:
-            sink = self.sink
-            await self._db(sink.record, run.table, results, run_id=run.run_id)
         for result in results:
             run.report.files.append(result)
             if result.error is not None:
                 log.warning("%s %s: %s", result.status, result.uri, result.error.message)
             self.listener.finished(result)
+        if not dry_run and results:
+            sink = self.sink
+            try:
+                await self._db(sink.record, run.table, results, run_id=run.run_id)
+            except (duckdb.Error, OSError) as exc:  # the ledger cannot be written: nothing can
+                raise SinkError(f"{sink.path}: cannot write the load ledger: {exc}; check the "
+                                "disk and the --db path", code="IOError", fatal=True) from exc
+
+    async def _committing(
+        self, on_commit: Callable[[T], None], fn: Callable[..., T], *args: Any,
+        on_cancel: Callable[[], None] | None = None, **kwargs: Any,
+    ) -> T:
+        """Run a committing sink call; `on_commit` gets its outcome once it has committed —
+        also when this is cancelled meanwhile (the call always finishes whole; `on_cancel` may
+        hasten that, e.g. by stopping the download it reads from, so that it rolls back)."""
+        task: asyncio.Future[T] = asyncio.ensure_future(self._db(fn, *args, **kwargs))
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if on_cancel is not None:
+                on_cancel()
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is None:
+                on_commit(task.result())
+            elif not task.cancelled():
+                task.exception()  # retrieved: the interruption is what propagates
+            raise
+        on_commit(outcome)
+        return outcome
+
+    def _loaded(self, run: Run, item: Fetched, written: Written, seconds: float) -> FileResult:
+        status: Status = "unchanged" if written.unchanged else "loaded"
+        result = FileResult(item.source.uri, status, rows=written.rows, bytes=item.size,
+                            etag=item.etag, table=run.table, replaced=written.replaced,
+                            seconds=seconds)
+        if not written.unchanged:
+            run.rebuild = False
+        run.report.files.append(result)
+        self.listener.finished(result)
+        return result
 
     async def write_batch(self, run: Run, batch: list[Fetched | Failed]) -> list[FileResult]:
         """Write a batch: small parsed files together in one transaction, the rest one by one."""
-        batch = await parse_deferred(batch)  # a no-op for a batch parsed already
+        batch = await parse_deferred(batch, run.limits)  # a no-op for a batch parsed already
         small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
         together: dict[str, FileResult] = {}
         if len(small) > 1:
@@ -136,21 +229,21 @@ class Writer:
         began = time.monotonic()
         files = [FileWrite(i.source.uri, i.etag, i.size, i.frame)
                  for i in items if i.frame is not None]
+        results: dict[str, FileResult] = {}
+
+        def committed(outcome: list[Written]) -> None:
+            seconds = (time.monotonic() - began) / len(items)
+            for item, written in zip(items, outcome, strict=True):
+                results[item.source.uri] = self._loaded(run, item, written,
+                                                        item.seconds + seconds)
+
         try:
-            outcome = await self._db(sink.write_many, run.table, files, run_id=run.run_id,
-                                     rebuild=run.rebuild)
-        except (DreamBoltError, duckdb.Error, OSError):
+            await self._committing(committed, sink.write_many, run.table, files,
+                                   run_id=run.run_id, rebuild=run.rebuild)
+        except BaseException as exc:
+            if not is_contained(exc):
+                raise
             return {}  # one of them is bad: the caller writes them one by one to find it
-        run.rebuild = False
-        seconds = (time.monotonic() - began) / len(items)
-        results = {}
-        for item, (rows, replaced) in zip(items, outcome, strict=True):
-            result = FileResult(item.source.uri, "loaded", rows=rows, bytes=item.size,
-                                etag=item.etag, table=run.table, replaced=replaced,
-                                seconds=item.seconds + seconds)
-            run.report.files.append(result)
-            self.listener.finished(result)
-            results[item.source.uri] = result
         return results
 
     @staticmethod
@@ -162,48 +255,44 @@ class Writer:
                 error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
                                 "the first failure (--on-error abort)")))
 
+    async def _fail(self, run: Run, src: Source, error: Exception, *, size: int,
+                    etag: str | None, seconds: float = 0.0) -> FileResult:
+        result = FileResult(src.uri, status_of(error), bytes=size, etag=etag,
+                            error=ErrorInfo.of(error), table=run.table, seconds=seconds)
+        await self.settle(run, [result])
+        return result
+
     async def _write(self, run: Run, item: Fetched | Failed) -> FileResult:
         src = item.source
         if isinstance(item, Failed):
-            result = FileResult(src.uri, status_of(item.error), bytes=src.size, etag=src.etag,
-                                error=ErrorInfo.of(item.error), table=run.table,
-                                seconds=item.seconds)
-            await self.settle(run, [result])
-            return result
+            return await self._fail(run, src, item.error, size=src.size, etag=src.etag,
+                                    seconds=item.seconds)
         sink = self.sink
         began = time.monotonic()
-        frames: Generator[pl.DataFrame, None, None] | Prefetch[pl.DataFrame] = item.frames()
+        frames: Generator[pl.DataFrame, None, None] | Prefetch[pl.DataFrame] = item.frames(
+            run.limits)
         if item.frame is None:  # parsed from disk as it is written: parse ahead of the inserts
             frames = Prefetch(frames, name="dreambolt-parse")
-        writing = asyncio.ensure_future(self._db(
-            sink.write_file, run.table, uri=src.uri, etag=item.etag, size=item.size,
-            frames=frames, run_id=run.run_id, rebuild=run.rebuild,
-        ))
+        done: list[FileResult] = []
+
+        def committed(written: Written) -> None:
+            done.append(self._loaded(run, item, written,
+                                     item.seconds + time.monotonic() - began))
+
         try:
             try:
-                rows, replaced = await asyncio.shield(writing)
-            except asyncio.CancelledError:
-                # Interrupted: stop the download the database thread may be reading from, so
-                # the transaction rolls back now instead of after the whole object arrives.
+                # Interrupted, the download the database thread may be reading from is stopped,
+                # so the transaction rolls back now instead of after the whole object arrives.
+                await self._committing(
+                    committed, sink.write_file, run.table, uri=src.uri, etag=item.etag,
+                    size=item.size, frames=frames, run_id=run.run_id, rebuild=run.rebuild,
+                    on_cancel=item.discard)
+            finally:
+                frames.close()
                 item.discard()
-                await asyncio.wait([writing])
-                if not writing.cancelled():
-                    writing.exception()  # retrieved: the interruption is what propagates
+        except BaseException as exc:
+            if not is_contained(exc):
                 raise
-        except (DreamBoltError, duckdb.Error, OSError) as exc:
-            error = exc if isinstance(exc, DreamBoltError | OSError) else SinkError(
-                f"{src.uri}: DuckDB refused the rows: {exc}")
-            result = FileResult(src.uri, status_of(error), bytes=item.size, etag=item.etag,
-                                error=ErrorInfo.of(error), table=run.table)
-            await self.settle(run, [result])
-            return result
-        finally:
-            frames.close()
-            item.discard()
-        run.rebuild = False
-        result = FileResult(src.uri, "loaded", rows=rows, bytes=item.size, etag=item.etag,
-                            table=run.table, replaced=replaced,
-                            seconds=item.seconds + time.monotonic() - began)
-        run.report.files.append(result)
-        self.listener.finished(result)
-        return result
+            return await self._fail(run, src, file_error(exc, src.uri, "written"),
+                                    size=item.size, etag=item.etag)
+        return done[0]
