@@ -69,7 +69,10 @@ def isolated(code: str, *, timeout: float = 60) -> tuple[list[str], int]:
             except FormatError as exc:
                 return "FormatError " + str(exc)
     """)
-    epilogue = "\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's size at fork (pytest's,
+    # over 1 GiB late in a full run); the high-water mark of its own memory map does not.
+    epilogue = ("\nprint('PEAK', int(next(l for l in open('/proc/self/status') "
+                "if l.startswith('VmHWM')).split()[1]))\n")
     done = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code) + epilogue],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT,
@@ -77,7 +80,7 @@ def isolated(code: str, *, timeout: float = 60) -> tuple[list[str], int]:
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
     lines = done.stdout.splitlines()
     assert lines and lines[-1].startswith("PEAK "), done.stdout
-    return lines[:-1], int(lines[-1].split()[1]) * 1024  # ru_maxrss is in KiB on Linux
+    return lines[:-1], int(lines[-1].split()[1]) * 1024  # VmHWM is in KiB
 
 
 def compressed(compression: str, unit: bytes, repeats: int, path: Path) -> Path:

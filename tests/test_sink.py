@@ -65,3 +65,13 @@ def test_write_many_commits_a_group_or_nothing(tmp_path: Path) -> None:
             ("s3://b/0.csv", 7), ("s3://b/1.csv", 1), ("s3://b/1.csv", 2),
             ("s3://b/2.csv", 2), ("s3://b/2.csv", 3)]
         assert con.execute(f"SELECT count(*) FROM {LEDGER} WHERE active").fetchall() == [(3,)]
+
+
+def test_no_progress_bar_on_stdout(tmp_path: Path) -> None:
+    # DuckDB draws one on stdout for statements over 2 s: it would corrupt `--json` output.
+    sink = DuckDBSink(tmp_path / "p.duckdb")
+    try:
+        setting = sink.con.execute("SELECT current_setting('enable_progress_bar')").fetchall()
+    finally:
+        sink.close()
+    assert setting == [(False,)]

@@ -125,6 +125,9 @@ class DuckDBSink:
             # SESSION: the instance is shared with every other sink on this file in-process.
             self.con.execute(
                 f"SET SESSION preserve_insertion_order = {str(preserve_order).lower()}")
+            # DuckDB draws a progress bar on stdout for statements over 2 s; stdout is the
+            # caller's (the CLI's --json report goes there).
+            self.con.execute("SET SESSION enable_progress_bar = false")
             ledger.create(self.con)
         except duckdb.Error as exc:
             self.con.close()
