@@ -10,7 +10,6 @@ costs memory in proportion to a batch, not to the file.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -27,7 +26,8 @@ from .batching import Batches, discard, drain
 from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from .errors import InvalidS3UriError
 from .fetch import ByteBudget, Failed, Fetched, fetch
-from .formats import DEFAULT_LIMITS, ParseLimits, read_bytes
+from .formats import DEFAULT_LIMITS, ParseLimits
+from .load import load_frames
 from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from .s3 import S3Client
 from .sinks.duckdb import DuckDBSink, validate_table_name
@@ -189,7 +189,11 @@ class Ingester:
             stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
         spool = open_spool()
         try:
-            frames = await self._load_all(sources, spool.path, format or self.format, stage)
+            declared = format or self.format
+            frames = await load_frames(
+                sources, lambda src: self._fetch(src, spool.path, declared, in_memory=True),
+                spool=spool.path, budget=self.memory_budget, files_in_flight=self.files_in_flight,
+                limits=self.limits, stage=stage)
         finally:
             spool.close()
             if isinstance(embed, str) and embedder is not None:
@@ -198,55 +202,6 @@ class Ingester:
         if not frames:
             return pl.DataFrame()
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-
-    async def _load_all(
-        self, sources: list[Source], spool: Path, declared: str | None, stage: EmbedStage | None
-    ) -> list[pl.DataFrame]:
-        """Each source as one frame, in order: `files_in_flight` at a time, their bytes in
-        flight bounded by the memory budget (the frames themselves are the result)."""
-        frames: list[pl.DataFrame] = [pl.DataFrame()] * len(sources)
-        budget = ByteBudget(self.memory_budget)
-        limits = dataclasses.replace(self.limits, max_bytes=self.memory_budget)
-        pending = iter(enumerate(sources))
-
-        async def one(src: Source) -> pl.DataFrame:
-            item = await self._fetch(src, spool, declared, in_memory=True)
-            try:
-                if item.packed is not None and item.fmt is not None:
-                    # compressed beyond the budget unpacked: refused with a clear FormatError
-                    item.frame = await asyncio.to_thread(
-                        read_bytes, item.packed, item.fmt, name=src.uri, limits=limits)
-                    item.packed = None
-                if stage is not None:
-                    item = await stage.apply(item, spool)
-                if item.frame is not None:
-                    return item.frame
-                parts = await asyncio.to_thread(list, item.frames(self.limits))
-                return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
-            finally:
-                item.discard()
-
-        async def work() -> None:
-            for index, src in pending:  # shared: each file is taken by exactly one worker
-                cost = await budget.acquire(src.size * 4)
-                try:
-                    frames[index] = await one(src)
-                except BaseException as exc:
-                    if not is_contained(exc):
-                        raise
-                    raise file_error(exc, src.uri, "read") from exc
-                finally:
-                    await budget.release(cost)
-
-        workers = [asyncio.create_task(work())
-                   for _ in range(min(self.files_in_flight, len(sources)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        return frames
 
     # --- ingest --------------------------------------------------------------------------
 

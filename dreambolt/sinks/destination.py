@@ -140,7 +140,8 @@ def _inspect(file: str, shown: str) -> Kind:
     except OSError as exc:
         raise _cannot_open(shown, exc, "IOError") from exc
     if head is not None and head[_MAGIC_AT:_MAGIC_AT + len(MAGIC)] != MAGIC:
-        raise _not_a_database(shown, f"its first bytes are not DuckDB's ({head[:16]!r})")
+        # Its bytes are not quoted: --db may name any file, one holding secrets included.
+        raise _not_a_database(shown, "its header is not a DuckDB database header")
     return "database"
 
 
