@@ -21,11 +21,9 @@ without parsing it, so it is read whole: prefer NDJSON.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +31,8 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from . import limits as checks
+from .blocks import csv_rows, joined, record_blocks
+from .columnar import arrow_frames
 from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
 from .detect import (
     HEAD_BYTES,
@@ -46,7 +45,21 @@ from .detect import (
     is_text,
 )
 from .errors import FormatError
-from .limits import DEFAULT_LIMITS, LineGuard, ParseLimits, Refused
+from .jsondepth import json_too_deep
+from .limits import (
+    DEFAULT_LIMITS,
+    LineGuard,
+    ParseLimits,
+    arrow_ready,
+    check_arrow_schema,
+    check_csv_header,
+    check_frame,
+    check_utf16,
+    nesting,
+    too_deep,
+)
+from .parse_errors import FATAL, translated
+from .widening import faithful, later_block
 
 __all__ = [
     "DEFAULT_LIMITS", "HEAD_BYTES", "Compression", "FileFormat", "Format", "ParseLimits",
@@ -71,7 +84,7 @@ def read_bytes(
     every row; CSV types from the first `INFER_ROWS`, or every row if a later value misfits.
     An empty (or blank) text file gives an empty frame with no columns.
     """
-    with _translated(name, fmt):
+    with translated(name, fmt):
         raw = _as_bytes(data)
         if fmt.compression is not None:
             raw = _unpacked([raw], fmt, limits)
@@ -89,7 +102,7 @@ def read_many(
     files. So uncompressed CSV/TSV files that share a header line, have no quote characters (no
     record spans lines) and at most `INFER_ROWS` rows are parsed as one buffer and split by
     their row counts. Each file keeps that result only if it has the types it gets parsed alone
-    (see `limits.faithful`); the others, and all if the joint parse fails, are parsed one by one.
+    (see `widening.faithful`); the others, and all if the joint parse fails, are parsed one by one.
     """
     results: list[pl.DataFrame | FormatError | None] = [None] * len(items)
     groups: dict[tuple[Format, bytes], list[int]] = {}
@@ -128,26 +141,26 @@ def _read_joined(
         if body and not body.endswith(b"\n"):
             body += b"\n"
         bodies.append(body)
-        counts.append(checks.csv_rows(body))
-    joined = [i for i, count in enumerate(counts) if count < INFER_ROWS]
+        counts.append(csv_rows(body))
+    together = [i for i, count in enumerate(counts) if count < INFER_ROWS]
     results: list[pl.DataFrame | None] = [None] * len(datas)
-    if len(joined) < 2:
+    if len(together) < 2:
         return results
     separator = "\t" if kind == "tsv" else ","
-    data = b"".join([header, b"\n", *(bodies[i] for i in joined)])
+    data = b"".join([header, b"\n", *(bodies[i] for i in together)])
     try:
         frame = _parse(data, kind, limits, infer_rows=None)
         text = pl.read_csv(data, separator=separator, infer_schema=False, raise_if_empty=False)
     except BaseException as exc:
-        if isinstance(exc, _FATAL):
+        if isinstance(exc, FATAL):
             raise
         return results
-    sizes = [counts[i] for i in joined]
+    sizes = [counts[i] for i in together]
     if frame.height != sum(sizes) or text.shape != frame.shape:
         return results
     starts = itertools.accumulate(sizes, initial=0)
-    faithful = checks.faithful(frame.schema, text, sizes)
-    for index, start, size, ok in zip(joined, starts, sizes, faithful, strict=False):
+    kept = faithful(frame.schema, text, sizes)
+    for index, start, size, ok in zip(together, starts, sizes, kept, strict=False):
         results[index] = frame.slice(start, size) if ok else None
     return results
 
@@ -168,7 +181,7 @@ def iter_file(
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     failed: list[BaseException] = []  # what `pieces` raised (a failed download): not our business
     given = None if pieces is None else _watched(pieces, failed)
-    with _translated(name, fmt, passed=failed):
+    with translated(name, fmt, passed=failed):
         yield from _batched(_file_frames(Path(path), fmt, name, given, limits, batch_rows),
                             batch_rows)
 
@@ -196,7 +209,7 @@ def iter_bytes(
     Parquet/IPC is decompressed whole, up to `limits.max_bytes`)."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
-    with _translated(name, fmt):
+    with translated(name, fmt):
         raw = _as_bytes(data)
         if is_text(fmt):
             pieces = (raw[i:i + READ_BYTES] for i in range(0, len(raw), READ_BYTES))
@@ -204,7 +217,7 @@ def iter_bytes(
             return
         if fmt.compression is not None:
             raw = _unpacked([raw], fmt, limits)
-        yield from _batched(_arrow_frames(pa.BufferReader(raw), fmt.kind, batch_rows, limits),
+        yield from _batched(arrow_frames(pa.BufferReader(raw), fmt.kind, batch_rows, limits),
                             batch_rows)
 
 
@@ -226,7 +239,7 @@ def _file_frames(
             if fmt.compression is not None:
                 path = stack.enter_context(decompressed_copy(path, fmt.compression))
             source = stack.enter_context(pa.OSFile(str(path), "rb"))
-            yield from _arrow_frames(source, fmt.kind, batch_rows, limits)
+            yield from arrow_frames(source, fmt.kind, batch_rows, limits)
             return
         if given is not None:
             pieces: Iterator[bytes] = iter(given)
@@ -244,7 +257,7 @@ def _text(
     first = next(pieces, b"")
     pieces = itertools.chain([first], pieces)
     if fmt.kind == "json" and first_char(first) == b"[":
-        yield _parse(checks.joined(pieces, limits, None), "json", limits)
+        yield _parse(joined(pieces, limits, None), "json", limits)
     else:  # a "json" file that is not an array is NDJSON, as in `_parse`
         yield from _text_frames(pieces, fmt, name, limits)
 
@@ -256,7 +269,7 @@ def _unpacked(pieces: Iterable[bytes], fmt: FileFormat, limits: ParseLimits) -> 
     stream = decompressed(pieces, fmt.compression)
     first = next(stream, b"")
     guard = _guard(fmt, limits) if _lines(fmt, first) else None
-    return checks.joined(itertools.chain([first], stream), limits, guard)
+    return joined(itertools.chain([first], stream), limits, guard)
 
 
 def _guard(fmt: FileFormat, limits: ParseLimits) -> LineGuard:
@@ -272,30 +285,30 @@ def _parse(
     raw: bytes, kind: Format, limits: ParseLimits, infer_rows: int | None = INFER_ROWS
 ) -> pl.DataFrame:
     if kind in TEXT_KINDS:
-        checks.check_utf16(raw)
+        check_utf16(raw)
         if not first_char(raw):
             return pl.DataFrame()
     if kind == "csv" or kind == "tsv":
         separator = "\t" if kind == "tsv" else ","
-        checks.check_csv_header(raw, separator, limits)
+        check_csv_header(raw, separator, limits)
         frame = _read_csv(raw, separator, infer_rows)
     elif kind == "ndjson" or kind == "json":
         array = kind == "json" and first_char(raw) == b"["
-        levels = checks.nesting(limits) + (2 if array else 1)  # the array, the record
-        if (at := checks.json_too_deep(raw, levels, lines=not array)) is not None:
-            raise checks.too_deep(f"the JSON at byte {at:,}", None, limits)
+        levels = nesting(limits) + (2 if array else 1)  # the array, the record
+        if (at := json_too_deep(raw, levels, lines=not array)) is not None:
+            raise too_deep(f"the JSON at byte {at:,}", None, limits)
         read = pl.read_json if array else pl.read_ndjson
         frame = read(raw, infer_schema_length=None)
     elif kind == "parquet":
-        checks.check_arrow_schema(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow, limits)
+        check_arrow_schema(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow, limits)
         frame = pl.read_parquet(raw)
     else:
         stream = not raw.startswith(b"ARROW1")
         opener = pa_ipc.open_stream if stream else pa_ipc.open_file
-        checks.check_arrow_schema(opener(pa.BufferReader(raw)).schema, limits)
+        check_arrow_schema(opener(pa.BufferReader(raw)).schema, limits)
         frame = pl.read_ipc_stream(raw) if stream else pl.read_ipc(raw)
-    frame = checks.arrow_ready(frame)
-    checks.check_frame(frame, limits)
+    frame = arrow_ready(frame)
+    check_frame(frame, limits)
     return frame
 
 
@@ -315,7 +328,7 @@ def _text_frames(
     kind = "ndjson" if fmt.kind == "json" else fmt.kind
     schema: pl.Schema | None = None
     offset = rows = 0
-    blocks = checks.record_blocks(pieces, quoted=kind != "ndjson", limits=limits,
+    blocks = record_blocks(pieces, quoted=kind != "ndjson", limits=limits,
                                   block_bytes=BLOCK_BYTES, first_records=INFER_ROWS)
     for block in blocks:
         frame = None
@@ -323,10 +336,10 @@ def _text_frames(
             frame = _parse(block, kind, limits)
         elif first_char(block) and schema is not None:
             where = f" (in the part from byte {offset:,}, data row {rows + 1:,} on)"
-            with _translated(name, fmt, where):
-                frame = checks.arrow_ready(checks.later_block(block, kind, schema, limits))
+            with translated(name, fmt, where):
+                frame = arrow_ready(later_block(block, kind, schema, limits))
                 if frame.schema != schema:
-                    checks.check_frame(frame, limits)
+                    check_frame(frame, limits)
         offset += len(block)
         if frame is not None:
             schema = frame.schema
@@ -336,47 +349,6 @@ def _text_frames(
         yield pl.DataFrame()
 
 
-def _arrow_frames(
-    source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLimits
-) -> Iterator[pl.DataFrame]:
-    """Yield a Parquet or Arrow IPC file's record batches as frames (at least one, maybe empty).
-
-    Each batch is validated in full first: pyarrow reads a corrupt IPC file into arrays that
-    would crash the process once polars touches them.
-    """
-    if kind == "parquet":
-        reader = pq.ParquetFile(source)
-        batches, schema = reader.iter_batches(batch_size=batch_rows), reader.schema_arrow
-    elif source.read(6) == b"ARROW1":
-        reader = pa_ipc.open_file(source)
-        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-        schema = reader.schema
-    else:
-        source.seek(0)
-        reader = pa_ipc.open_stream(source)
-        batches, schema = reader, reader.schema
-    checks.check_arrow_schema(schema, limits)
-    empty = True
-    for batch in batches:
-        batch.validate(full=True)
-        frame = _to_frame(batch)
-        if empty:
-            checks.check_frame(frame, limits)
-            empty = False
-        yield frame
-    if empty:
-        frame = _to_frame(schema.empty_table())
-        checks.check_frame(frame, limits)
-        yield frame
-
-
-def _to_frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:
-    frame = pl.from_arrow(data)
-    if not isinstance(frame, pl.DataFrame):
-        raise TypeError(f"pyarrow gave {type(data).__name__}, not a table")
-    return frame
-
-
 def _as_bytes(data: bytes | memoryview) -> bytes:
     """Return the bytes behind `data`, copying only when the view is not of a whole bytes object."""
     if isinstance(data, bytes):
@@ -384,53 +356,3 @@ def _as_bytes(data: bytes | memoryview) -> bytes:
     if isinstance(data.obj, bytes) and data.contiguous and data.nbytes == len(data.obj):
         return data.obj
     return data.tobytes()
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-# Never turned into a FormatError: they are not about the file.
-_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError, MemoryError)
-# Polars' advice names its own API, and its byte offset counts from one of its parallel chunks.
-_POLARS_NOISE = ("You might want to try", "Consider ", "The current offset in the file")
-
-
-@contextmanager
-def _translated(
-    name: str, fmt: FileFormat, where: str = "", passed: Sequence[BaseException] = ()
-) -> Iterator[None]:
-    """Turn whatever parsing raises into `FormatError`: the one translation boundary.
-
-    Polars panics (`pyo3_runtime.PanicException`, a `BaseException`) included, and pyarrow's
-    `ArrowMemoryError` (a corrupt length asks for petabytes); a real I/O failure (an `OSError`
-    with an errno: missing file, full disk) is not about the content, nor is what the source of
-    the bytes raised (`passed`: a failed download).
-    """
-    try:
-        yield
-    except FormatError:
-        raise
-    except Refused as exc:
-        raise FormatError(f"{name}{where}: {exc}") from exc
-    except BaseException as exc:
-        if any(exc is failure for failure in passed):
-            raise
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise
-        if isinstance(exc, _FATAL) and not isinstance(exc, pa.ArrowException):
-            raise
-        raise FormatError(_message(name, fmt, exc, where)) from exc
-
-
-def _message(name: str, fmt: FileFormat, exc: BaseException, where: str = "") -> str:
-    paragraphs = [p for p in str(exc).split("\n\n") if not p.startswith(_POLARS_NOISE)]
-    reason = " ".join(" ".join(paragraphs).split())[:600].rstrip(".") or type(exc).__name__
-    if type(exc).__name__ == "PanicException":
-        reason = f"the parser failed (a polars panic: {reason})"
-    if ("utf-8" in reason.lower() or "utf8" in reason.lower()) and "iconv" not in reason:
-        reason += " (text must be UTF-8: convert it, e.g. with iconv -f LATIN1 -t UTF-8)"
-    stop = "" if reason.endswith("?") else "."
-    example = "tsv.gz" if str(fmt) == "csv.gz" else "csv.gz"
-    return (
-        f"{name}: cannot read as {fmt}{where}: {reason}{stop} If it is not {fmt}, pass --format "
-        f"(e.g. --format {example}) to override detection"
-    )
