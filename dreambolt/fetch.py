@@ -230,8 +230,11 @@ async def fetch(
     del data
     fmt = detect_format(src.name, payload[:HEAD_BYTES], declared)
     limit = spool_threshold if unpacked_limit is None else unpacked_limit
-    return await asyncio.to_thread(
-        _take_in, Fetched(src, etag, size, fmt=fmt), payload, limits, limit, defer_text)
+    item = Fetched(src, etag, size, fmt=fmt)
+    if defer_text and fmt.compression is None and fmt.kind in ("csv", "tsv"):
+        item.raw = payload  # parsed later with others: no thread hop per small file
+        return item
+    return await asyncio.to_thread(_take_in, item, payload, limits, limit, defer_text)
 
 
 def _take_in(

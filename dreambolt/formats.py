@@ -149,7 +149,7 @@ def _read_joined(
     separator = "\t" if kind == "tsv" else ","
     data = b"".join([header, b"\n", *(bodies[i] for i in together)])
     try:
-        frame = _parse(data, kind, limits, infer_rows=None)
+        frame = _parse(data, kind, limits)  # a later misfit: parsed alone; `faithful` checks
         text = pl.read_csv(data, separator=separator, infer_schema=False, raise_if_empty=False)
     except BaseException as exc:
         if isinstance(exc, FATAL):
