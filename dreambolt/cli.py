@@ -8,6 +8,7 @@ failed; 2 usage error or invalid URI; 3 aborted (no credentials, destination unu
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -294,4 +295,8 @@ def demo(db: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # The command owns its process (the library never touches the collector): what the imports
+    # built lives until exit, so the collector need not rescan it while an S3 client's models
+    # are built (about 0.05 s per client with polars, pyarrow and DuckDB loaded).
+    gc.freeze()
     cli(prog_name="dreambolt")
