@@ -34,7 +34,16 @@ from .sinks.duckdb import DuckDBSink, validate_table_name
 from .sinks.embeddings import DuckDBEmbeddingCache
 from .sources import Source, default_table_name, expand
 from .spool import open_spool
-from .write import GROUP_FILES, Run, Writer, file_error, is_contained, is_fatal, status_of
+from .write import (
+    GROUP_FILES,
+    Run,
+    Writer,
+    file_error,
+    is_contained,
+    is_fatal,
+    is_interruption,
+    status_of,
+)
 
 __all__ = ["Ingester"]
 
@@ -318,7 +327,7 @@ class Ingester:
                 if run.embed is not None and isinstance(item, Fetched):
                     item = await run.embed.apply(item, run.spool)
             except BaseException as exc:  # every error of one file becomes its result
-                if not is_contained(exc) and not is_fatal(exc):
+                if is_interruption(exc):  # (a fatal one too: the writer then stops the run)
                     await run.budget.release(cost)
                     raise
                 item = Failed(src, file_error(exc, src.uri, "read"))

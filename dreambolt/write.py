@@ -36,8 +36,8 @@ from .sinks.duckdb import DuckDBSink, FileWrite, Written
 from .sources import Source
 
 __all__ = [
-    "GROUP_FILES", "Run", "Writer", "file_error", "is_contained", "is_fatal", "parse_deferred",
-    "status_of",
+    "GROUP_FILES", "Run", "Writer", "file_error", "is_contained", "is_fatal", "is_interruption",
+    "parse_deferred", "status_of",
 ]
 
 log = logging.getLogger("dreambolt.ingest")
@@ -71,10 +71,15 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, EmbeddingAuthError)
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Whether `exc` is the run being stopped (cancelled, Ctrl-C, exit), not a failure."""
+    return isinstance(exc, _ESCAPES)
+
+
 def is_contained(exc: BaseException) -> bool:
     """Whether `exc` ends one file only (anything a file's bytes can provoke, panics of the
     Rust parsers included), rather than the run."""
-    return not isinstance(exc, _ESCAPES) and not is_fatal(exc)
+    return not is_interruption(exc) and not is_fatal(exc)
 
 
 def file_error(exc: BaseException, uri: str, stage: str) -> Exception:
