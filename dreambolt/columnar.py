@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from .detect import Format
 from .limits import ParseLimits, check_arrow_schema, check_frame
 
-__all__ = ["arrow_frames"]
+__all__ = ["arrow_frames", "read_arrow"]
 
 
 def arrow_frames(
@@ -47,6 +47,17 @@ def arrow_frames(
         frame = _to_frame(schema.empty_table())
         check_frame(frame, limits)
         yield frame
+
+
+def read_arrow(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
+    """Read a whole Parquet or Arrow IPC file (file or stream) held in memory as one frame."""
+    if kind == "parquet":
+        check_arrow_schema(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow, limits)
+        return pl.read_parquet(raw)
+    stream = not raw.startswith(b"ARROW1")
+    opener = pa_ipc.open_stream if stream else pa_ipc.open_file
+    check_arrow_schema(opener(pa.BufferReader(raw)).schema, limits)
+    return pl.read_ipc_stream(raw) if stream else pl.read_ipc(raw)
 
 
 def _to_frame(data: pa.RecordBatch | pa.Table) -> pl.DataFrame:

@@ -28,11 +28,9 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as pa_ipc
-import pyarrow.parquet as pq
 
 from .blocks import csv_rows, joined, record_blocks
-from .columnar import arrow_frames
+from .columnar import arrow_frames, read_arrow
 from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
 from .detect import (
     HEAD_BYTES,
@@ -51,7 +49,6 @@ from .limits import (
     LineGuard,
     ParseLimits,
     arrow_ready,
-    check_arrow_schema,
     check_csv_header,
     check_frame,
     check_utf16,
@@ -299,14 +296,8 @@ def _parse(
             raise too_deep(f"the JSON at byte {at:,}", None, limits)
         read = pl.read_json if array else pl.read_ndjson
         frame = read(raw, infer_schema_length=None)
-    elif kind == "parquet":
-        check_arrow_schema(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow, limits)
-        frame = pl.read_parquet(raw)
     else:
-        stream = not raw.startswith(b"ARROW1")
-        opener = pa_ipc.open_stream if stream else pa_ipc.open_file
-        check_arrow_schema(opener(pa.BufferReader(raw)).schema, limits)
-        frame = pl.read_ipc_stream(raw) if stream else pl.read_ipc(raw)
+        frame = read_arrow(raw, kind, limits)
     frame = arrow_ready(frame)
     check_frame(frame, limits)
     return frame
