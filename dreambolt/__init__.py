@@ -1,5 +1,6 @@
 """DreamBolt: ingest data files from S3 (and local disk) into DuckDB, fast and exactly once."""
 
+from .detect import CsvOptions
 from .errors import (
     DreamBoltError,
     EmbeddingError,
@@ -22,6 +23,7 @@ from .uri import S3Uri, parse_s3_uri
 __version__ = "0.1.0"
 
 __all__ = [
+    "CsvOptions",
     "DreamBoltError",
     "EmbeddingError",
     "ErrorInfo",

@@ -17,29 +17,30 @@ __all__ = ["csv_rows", "joined", "record_blocks"]
 
 def record_blocks(
     pieces: Iterable[bytes], *, quoted: bool, limits: ParseLimits, block_bytes: int,
-    first_records: int,
+    first_records: int, eol: bytes = b"\n",
 ) -> Iterator[bytes]:
     """Regroup pieces into blocks of about `block_bytes`, each ending on a record boundary.
 
     The first is stretched to hold `first_records` records (so inference sees what `read_bytes`
     sees). A record over `limits.max_record_bytes` is refused as soon as that is clear.
+    Records end in `eol` (``\r`` for classic Mac text; ``\r\n`` ends in ``\n``).
     """
     pending: list[bytes] = []
     size = newlines = 0
     carry, first = b"", True
-    guard = LineGuard(limits, quoted=quoted)
+    guard = LineGuard(limits, quoted=quoted, eol=eol)
     for piece in pieces:
         guard.feed(piece)
         pending.append(piece)
         size += len(piece)
-        newlines += piece.count(b"\n") if first else 0
+        newlines += piece.count(eol) if first else 0
         if size < block_bytes or (
             first and newlines <= first_records and size < limits.max_record_bytes
         ):
             continue
         scanned, buf = len(carry), b"".join([carry, *pending])
         pending, size = [], 0
-        cut = _record_end(buf, scanned, quoted=quoted)
+        cut = _record_end(buf, scanned, quoted=quoted, eol=eol)
         if cut:
             first = False
             yield buf[:cut]
@@ -53,15 +54,15 @@ def record_blocks(
         yield rest
 
 
-def _record_end(buf: bytes, scanned: int, *, quoted: bool) -> int:
+def _record_end(buf: bytes, scanned: int, *, quoted: bool, eol: bytes = b"\n") -> int:
     """Return the offset past the last record boundary in `buf` after `scanned`, else 0.
 
     `buf` starts on a boundary; in CSV a newline after an even number of quotes ends a record.
     """
     if not quoted:
-        return buf.rfind(b"\n", scanned) + 1
+        return buf.rfind(eol, scanned) + 1
     quotes, end, after = buf.count(b'"'), len(buf), 0
-    while (newline := buf.rfind(b"\n", scanned, end)) >= 0:
+    while (newline := buf.rfind(eol, scanned, end)) >= 0:
         after += buf.count(b'"', newline, end)
         if (quotes - after) % 2 == 0:
             return newline + 1

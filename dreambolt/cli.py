@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 
 from .batching import StageError
+from .detect import CsvOptions
 from .errors import DreamBoltError, InvalidS3UriError, SinkError
 from .ingest import Ingester
 from .progress import RichListener, human_bytes, print_plan, print_summary
@@ -125,6 +126,15 @@ def s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _csv_options(params: dict[str, Any]) -> CsvOptions:
+    """--csv-*/--encoding as CsvOptions; a delimiter may be written as \\t or 'tab'."""
+    delimiter = params["csv_delimiter"]
+    if delimiter is not None:
+        delimiter = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(delimiter, delimiter)
+    return CsvOptions(delimiter=delimiter, header=params["csv_header"],
+                      skip_rows=params["csv_skip_rows"], encoding=params["encoding"])
+
+
 def _client_options(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "endpoint_url": params["endpoint_url"], "region": params["region"],
@@ -172,6 +182,15 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
               help="Longest line (record) of a CSV/NDJSON file; a file with a longer one fails.")
 @click.option("--max-columns", type=click.IntRange(1), default=10_000, show_default=True,
               envvar="DREAMBOLT_MAX_COLUMNS", help="A file with more columns fails.")
+@click.option("--csv-delimiter", metavar="CHAR", envvar="DREAMBOLT_CSV_DELIMITER",
+              help="CSV/TSV field delimiter, e.g. ';' or '\\t' (default: detected).")
+@click.option("--csv-header/--no-csv-header", default=None, envvar="DREAMBOLT_CSV_HEADER",
+              help="Whether the first line names the columns (default: detected).")
+@click.option("--csv-skip-rows", type=click.IntRange(0), metavar="N",
+              envvar="DREAMBOLT_CSV_SKIP_ROWS",
+              help="Lines to skip before the header or data (default: detected).")
+@click.option("--encoding", metavar="NAME", envvar="DREAMBOLT_ENCODING",
+              help="Encoding of text files, e.g. latin-1, cp1252, utf-16 (default: UTF-8).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only keys matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Drop keys matching (repeatable).")
 @click.option("--from-file", type=click.File("r"), help="Read URIs, one a line, from FILE or -.")
@@ -198,9 +217,9 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
             listener=listener, s3_options=_client_options(params), embed=params["embed"],
             embed_column=params["embed_column"], embed_base_url=params["embed_base_url"],
             preserve_order=params["preserve_order"], max_line_bytes=params["max_line_size"],
-            max_columns=params["max_columns"],
+            max_columns=params["max_columns"], csv=_csv_options(params),
         )
-    except ValueError as exc:  # an unknown embedding model
+    except ValueError as exc:  # an unknown embedding model, a bad CSV option
         _fail(err, str(exc), EXIT_USAGE)
     except DreamBoltError as exc:  # no API key: stop before anything is downloaded
         _fail(err, str(exc), EXIT_ABORTED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import zlib
 from dataclasses import dataclass
@@ -9,21 +10,63 @@ from typing import Literal
 
 import zstandard
 
-__all__ = ["HEAD_BYTES", "Compression", "FileFormat", "Format", "detect_format", "is_text"]
+__all__ = [
+    "HEAD_BYTES", "Compression", "CsvOptions", "FileFormat", "Format", "detect_format", "is_text",
+]
 
 Format = Literal["csv", "tsv", "parquet", "ndjson", "json", "ipc"]
 Compression = Literal["gzip", "zstd", "bz2"] | None
 
-HEAD_BYTES = 64  # all that detect_format looks at
+HEAD_BYTES = 4096  # all that detect_format looks at (gzip headers may hold a file name)
 TEXT_KINDS = frozenset({"csv", "tsv", "ndjson", "json"})
 
 
 @dataclass(frozen=True)
+class CsvOptions:
+    """What the user says about CSV/TSV files; None means: detect it (as DuckDB's sniffer does).
+
+    `delimiter`: one single-byte character; `header`: whether the first (unskipped) line names
+    the columns; `skip_rows`: lines before that one to ignore; `encoding`: of every text file
+    (any Python codec name: ``latin-1``, ``cp1252``, ``utf-16`` ...), else UTF-8 (or UTF-16
+    when the text starts with its byte order mark).
+    """
+
+    delimiter: str | None = None
+    header: bool | None = None
+    skip_rows: int | None = None
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.delimiter is not None and (
+            len(self.delimiter.encode()) != 1 or self.delimiter in "\r\n\""
+        ):
+            raise ValueError(
+                f"the CSV delimiter must be one single-byte character other than a quote or a "
+                f"line end, not {self.delimiter!r} (for a tab give '\\t')"
+            )
+        if self.skip_rows is not None and (isinstance(self.skip_rows, bool) or self.skip_rows < 0):
+            raise ValueError(f"skip_rows must be 0 or more, not {self.skip_rows!r}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(
+                    f"unknown encoding {self.encoding!r}: give a name Python knows, e.g. "
+                    "'latin-1', 'cp1252' or 'utf-16'"
+                ) from None
+
+
+NO_OPTIONS = CsvOptions()
+
+
+@dataclass(frozen=True)
 class FileFormat:
-    """What a file contains (`kind`) and how it is compressed, as decided by `detect_format`."""
+    """What a file contains (`kind`), how it is compressed, as decided by `detect_format`, and
+    what the user said about its text (`options`)."""
 
     kind: Format
     compression: Compression = None
+    options: CsvOptions = NO_OPTIONS
 
     def __str__(self) -> str:
         """Spell the format the way `--format` accepts it, e.g. ``csv.gz``."""
@@ -49,13 +92,18 @@ _BZ2_MAGIC = re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\
 _FIRST_CHAR = re.compile(rb"(?:\xef\xbb\xbf)?\s*(\S?)")
 
 
-def detect_format(name: str, head: bytes, declared: str | None = None) -> FileFormat:
-    """Decide a file's format from its name, its first bytes and an optional declared format.
+def detect_format(
+    name: str, head: bytes, declared: str | None = None, options: CsvOptions = NO_OPTIONS
+) -> FileFormat:
+    """Decide a file's format from its first bytes, its name and an optional declared format.
 
-    Magic bytes beat the name for compression and for Parquet/IPC; `declared` (``csv``,
-    ``parquet``, ``csv.gz``, ``ndjson.zst``, ``jsonl`` ...) beats both for what it names. Without
-    a known extension or magic, text is sniffed: ``{`` NDJSON, ``[`` JSON, tabs TSV, else CSV.
-    Raises `ValueError` for a declared format that is none of these.
+    Content first: magic bytes decide compression and Parquet/IPC; text starting with ``{`` is
+    JSON lines (a lone ``{`` on the first line: one pretty-printed JSON document), with ``[`` a
+    JSON array, whatever the extension (``.jsn``, ``.txt``, ``.csv``...). Other text is what the
+    name says (``.csv``, ``.tsv``), else TSV if its first line has tabs and no commas, else CSV
+    (whose delimiter is sniffed later). `declared` (``csv``, ``parquet``, ``csv.gz``,
+    ``ndjson.zst``, ``jsonl`` ...) beats all of that for what it names. Raises `ValueError`
+    for a declared format that is none of these.
     """
     head = bytes(head[:HEAD_BYTES])
     declared_kind, declared_compression = _parse_declared(declared)
@@ -65,7 +113,7 @@ def detect_format(name: str, head: bytes, declared: str | None = None) -> FileFo
     else:
         compression = _compression_magic(head) if head else name_compression
     if declared_kind is not None:
-        return FileFormat(declared_kind, compression)
+        return FileFormat(declared_kind, compression, options)
 
     start = _peek(head, compression)
     first = first_char(start)
@@ -74,16 +122,17 @@ def detect_format(name: str, head: bytes, declared: str | None = None) -> FileFo
         kind = "parquet"
     elif start.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
         kind = "ipc"
-    elif name_kind == "json" and first not in (b"[", b""):
-        kind = "ndjson"
+    elif first == b"{":
+        line = start.split(b"\n", 1)[0].strip().lstrip(b"\xef\xbb\xbf")
+        kind = "json" if line == b"{" and b"\n" in start else "ndjson"
+    elif first == b"[":
+        kind = "json"
     elif name_kind is not None:
         kind = name_kind
-    elif first in (b"{", b"["):
-        kind = "ndjson" if first == b"{" else "json"
     else:
         line = start.split(b"\n", 1)[0]
         kind = "tsv" if b"\t" in line and b"," not in line else "csv"
-    return FileFormat(kind, compression)
+    return FileFormat(kind, compression, options)
 
 
 def _parse_declared(declared: str | None) -> tuple[Format | None, Compression | Literal[False]]:
@@ -131,11 +180,6 @@ def _peek(head: bytes, compression: Compression) -> bytes:
     except (zlib.error, zstandard.ZstdError):
         pass
     return head if compression is None else b""
-
-
-
-
-
 
 def first_char(data: bytes) -> bytes:
     """The first non-blank byte of text (after a UTF-8 BOM), or b"" for blank text."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterator
@@ -14,6 +15,8 @@ import polars as pl
 from .formats import (
     DEFAULT_LIMITS,
     HEAD_BYTES,
+    NO_OPTIONS,
+    CsvOptions,
     FileFormat,
     ParseLimits,
     decompress_capped,
@@ -183,6 +186,7 @@ class Failed:
 async def fetch(
     src: Source, *, client: Callable[[], Awaitable[S3Client]], spool: Path,
     declared: str | None, spool_threshold: int, progress: Progress, defer_text: bool = False,
+    options: CsvOptions = NO_OPTIONS,
     limits: ParseLimits = DEFAULT_LIMITS, unpacked_limit: int | None = None,
 ) -> Fetched:
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
@@ -197,7 +201,7 @@ async def fetch(
     if src.path is not None:  # a local file
         if big:
             with src.path.open("rb") as handle:
-                fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
+                fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared, options)
             progress(src.size)
             return Fetched(src, src.etag, src.size, path=src.path, fmt=fmt)
         data: bytes | bytearray = await asyncio.to_thread(src.path.read_bytes)
@@ -219,7 +223,7 @@ async def fetch(
                 await growing.head.wait()
                 growing.check()
                 with target.open("rb") as handle:
-                    item.fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared)
+                    item.fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared, options)
             except BaseException:
                 item.discard()
                 raise
@@ -228,7 +232,7 @@ async def fetch(
         etag, size = info.etag or None, info.size
     payload = data if isinstance(data, bytes) else bytes(data)
     del data
-    fmt = detect_format(src.name, payload[:HEAD_BYTES], declared)
+    fmt = detect_format(src.name, payload[:HEAD_BYTES], declared, options)
     limit = spool_threshold if unpacked_limit is None else unpacked_limit
     item = Fetched(src, etag, size, fmt=fmt)
     if defer_text and fmt.compression is None and fmt.kind in ("csv", "tsv"):
@@ -248,7 +252,7 @@ def _take_in(
         if plain is None:
             item.packed = payload
             return item
-        payload, fmt = plain, FileFormat(fmt.kind)
+        payload, fmt = plain, dataclasses.replace(fmt, compression=None)
         item.fmt = fmt
     if defer_text and fmt.kind in ("csv", "tsv"):
         item.raw = payload

@@ -22,6 +22,7 @@ without parsing it, so it is read whole: prefer NDJSON.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -32,16 +33,20 @@ import pyarrow as pa
 from .blocks import csv_rows, joined, record_blocks
 from .columnar import arrow_frames, read_arrow
 from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
+from .csvread import eol_of, read_first, without_blank_lines
 from .detect import (
     HEAD_BYTES,
+    NO_OPTIONS,
     TEXT_KINDS,
     Compression,
+    CsvOptions,
     FileFormat,
     Format,
     detect_format,
     first_char,
     is_text,
 )
+from .dialect import Dialect, plain, read_with_duckdb
 from .errors import FormatError
 from .jsondepth import json_too_deep
 from .limits import (
@@ -56,10 +61,12 @@ from .limits import (
     too_deep,
 )
 from .parse_errors import FATAL, translated
+from .transcode import encoding_of, transcoded, transcoded_bytes
 from .widening import faithful, later_block
 
 __all__ = [
-    "DEFAULT_LIMITS", "HEAD_BYTES", "Compression", "FileFormat", "Format", "ParseLimits",
+    "DEFAULT_LIMITS", "HEAD_BYTES", "NO_OPTIONS", "Compression", "CsvOptions", "FileFormat",
+    "Format", "ParseLimits",
     "decompress_capped", "detect_format", "is_text", "iter_bytes", "iter_file", "read_bytes",
     "read_many",
 ]
@@ -85,9 +92,11 @@ def read_bytes(
         raw = _as_bytes(data)
         if fmt.compression is not None:
             raw = _unpacked([raw], fmt, limits)
-        elif _lines(fmt, raw) and len(raw) > limits.max_record_bytes:
+        if is_text(fmt) and (encoding := encoding_of(raw[:4], fmt.options.encoding)):
+            raw = transcoded_bytes(raw, encoding)
+        if fmt.compression is None and _lines(fmt, raw) and len(raw) > limits.max_record_bytes:
             _guard(fmt, limits).feed(raw)
-        return _parse(raw, fmt.kind, limits)
+        return _parse(raw, fmt, limits)
 
 
 def read_many(
@@ -107,7 +116,9 @@ def read_many(
         end = data.find(b"\n")
         header = data[:end]
         if (fmt.kind in ("csv", "tsv") and fmt.compression is None and end >= 0
-                and header.strip() and b'"' not in data and len(data) <= limits.max_record_bytes):
+                and fmt.options == NO_OPTIONS and header.strip() and b'"' not in data
+                and len(data) <= limits.max_record_bytes
+                and plain(data, fmt.kind, fmt.options) is not None):
             groups.setdefault((fmt.kind, header.rstrip(b"\r")), []).append(index)
         else:
             results[index] = _read_one(*items[index], limits)
@@ -146,15 +157,15 @@ def _read_joined(
     separator = "\t" if kind == "tsv" else ","
     data = b"".join([header, b"\n", *(bodies[i] for i in together)])
     try:
-        frame = _parse(data, kind, limits)  # a later misfit: parsed alone; `faithful` checks
+        frame = _parse(data, FileFormat(kind), limits)  # a misfit: parsed alone (`faithful`)
         text = pl.read_csv(data, separator=separator, infer_schema=False, raise_if_empty=False)
     except BaseException as exc:
         if isinstance(exc, FATAL):
             raise
         return results
     sizes = [counts[i] for i in together]
-    if frame.height != sum(sizes) or text.shape != frame.shape:
-        return results
+    if frame.height != sum(sizes) or text.shape != frame.shape or frame.columns != text.columns:
+        return results  # sniffed into another dialect, say: each file alone
     starts = itertools.accumulate(sizes, initial=0)
     kept = faithful(frame.schema, text, sizes)
     for index, start, size, ok in zip(together, starts, sizes, kept, strict=False):
@@ -253,10 +264,14 @@ def _text(
         pieces = decompressed(pieces, fmt.compression)
     first = next(pieces, b"")
     pieces = itertools.chain([first], pieces)
-    if fmt.kind == "json" and first_char(first) == b"[":
-        yield _parse(joined(pieces, limits, None), "json", limits)
-    else:  # a "json" file that is not an array is NDJSON, as in `_parse`
-        yield from _text_frames(pieces, fmt, name, limits)
+    if encoding := encoding_of(first[:4], fmt.options.encoding):
+        pieces = transcoded(pieces, encoding)
+        first = next(pieces, b"")
+        pieces = itertools.chain([first], pieces)
+    if _document(fmt, first):
+        yield _parse(joined(pieces, limits, None), fmt, limits)
+    else:  # a "json" file that is not one document is NDJSON, as in `_parse`
+        yield from _text_frames(pieces, fmt, name, limits, eol_of(first))
 
 
 def _unpacked(pieces: Iterable[bytes], fmt: FileFormat, limits: ParseLimits) -> bytes:
@@ -274,23 +289,40 @@ def _guard(fmt: FileFormat, limits: ParseLimits) -> LineGuard:
 
 
 def _lines(fmt: FileFormat, start: bytes) -> bool:
-    """Whether text starting with `start` is in records of lines (not Parquet, IPC or an array)."""
-    return is_text(fmt) and not (fmt.kind == "json" and first_char(start) == b"[")
+    """Whether text starting with `start` is in records of lines (not Parquet, IPC or a JSON
+    document)."""
+    return is_text(fmt) and not _document(fmt, start)
 
 
-def _parse(
-    raw: bytes, kind: Format, limits: ParseLimits, infer_rows: int | None = INFER_ROWS
-) -> pl.DataFrame:
+def _document(fmt: FileFormat, start: bytes) -> bool:
+    """Whether text of kind `json` starting with `start` is one JSON document (an array, or an
+    object over many lines), not JSON lines."""
+    if fmt.kind != "json":
+        return False
+    first = first_char(start)
+    return first == b"[" or (
+        first == b"{" and start.split(b"\n", 1)[0].strip().lstrip(b"\xef\xbb\xbf") == b"{"
+    )
+
+
+def _parse(raw: bytes, fmt: FileFormat, limits: ParseLimits) -> pl.DataFrame:
+    return _parse_first(raw, fmt, limits)[0]
+
+
+def _parse_first(
+    raw: bytes, fmt: FileFormat, limits: ParseLimits
+) -> tuple[pl.DataFrame, Dialect | None]:
+    """Parse a whole file, or the first block of one; for CSV/TSV say its dialect too."""
+    kind, dialect = fmt.kind, None
     if kind in TEXT_KINDS:
         check_utf16(raw)
         if not first_char(raw):
-            return pl.DataFrame()
+            return pl.DataFrame(), None
     if kind == "csv" or kind == "tsv":
-        separator = "\t" if kind == "tsv" else ","
-        check_csv_header(raw, separator, limits)
-        frame = _read_csv(raw, separator, infer_rows)
+        check_csv_header(raw, fmt.options.delimiter or ("\t" if kind == "tsv" else ","), limits)
+        frame, dialect = read_first(raw, kind, fmt.options, INFER_ROWS)
     elif kind == "ndjson" or kind == "json":
-        array = kind == "json" and first_char(raw) == b"["
+        array = _document(fmt, raw)
         levels = nesting(limits) + (2 if array else 1)  # the array, the record
         if (at := json_too_deep(raw, levels, lines=not array)) is not None:
             raise too_deep(f"the JSON at byte {at:,}", None, limits)
@@ -300,35 +332,35 @@ def _parse(
         frame = read_arrow(raw, kind, limits)
     frame = arrow_ready(frame)
     check_frame(frame, limits)
-    return frame
-
-
-def _read_csv(raw: bytes, separator: str, infer_rows: int | None) -> pl.DataFrame:
-    """Types from the first `infer_rows` rows, or from every row if a later value misfits."""
-    with contextlib.suppress(pl.exceptions.ComputeError):
-        return pl.read_csv(
-            raw, separator=separator, infer_schema_length=infer_rows, raise_if_empty=False
-        )
-    return pl.read_csv(raw, separator=separator, infer_schema_length=None, raise_if_empty=False)
+    return frame, dialect
 
 
 def _text_frames(
-    pieces: Iterable[bytes], fmt: FileFormat, name: str, limits: ParseLimits
+    pieces: Iterable[bytes], fmt: FileFormat, name: str, limits: ParseLimits, eol: str
 ) -> Iterator[pl.DataFrame]:
     """Parse CSV/TSV/NDJSON block by block; later blocks may widen or grow the schema."""
     kind = "ndjson" if fmt.kind == "json" else fmt.kind
     schema: pl.Schema | None = None
+    dialect: Dialect | None = None
     offset = rows = 0
-    blocks = record_blocks(pieces, quoted=kind != "ndjson", limits=limits,
-                                  block_bytes=BLOCK_BYTES, first_records=INFER_ROWS)
+    blocks = record_blocks(pieces, quoted=kind != "ndjson", limits=limits, eol=eol.encode(),
+                           block_bytes=BLOCK_BYTES, first_records=INFER_ROWS)
     for block in blocks:
         frame = None
         if first_char(block) and schema is None:
-            frame = _parse(block, kind, limits)
+            frame, dialect = _parse_first(block, dataclasses.replace(fmt, kind=kind), limits)
+            if dialect is not None and dialect.escape is not None:  # DuckDB reads it, whole
+                whole = joined(itertools.chain([block], blocks), limits, None)
+                frame = arrow_ready(read_with_duckdb(whole, dialect))
+                check_frame(frame, limits)
+                yield frame
+                return
         elif first_char(block) and schema is not None:
             where = f" (in the part from byte {offset:,}, data row {rows + 1:,} on)"
             with translated(name, fmt, where):
-                frame = arrow_ready(later_block(block, kind, schema, limits))
+                if dialect is not None and len(schema) > 1:
+                    block = without_blank_lines(block, dialect)
+                frame = arrow_ready(later_block(block, kind, schema, limits, dialect))
                 if frame.schema != schema:
                     check_frame(frame, limits)
         offset += len(block)

@@ -26,7 +26,7 @@ from .batching import Batches, discard, drain
 from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from .errors import InvalidS3UriError
 from .fetch import ByteBudget, Failed, Fetched, fetch
-from .formats import DEFAULT_LIMITS, ParseLimits
+from .formats import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
 from .load import load_frames
 from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from .s3 import S3Client
@@ -81,11 +81,14 @@ class Ingester:
         preserve_order: bool = False,
         max_line_bytes: int = DEFAULT_LIMITS.max_record_bytes,
         max_columns: int = DEFAULT_LIMITS.max_columns,
+        csv: CsvOptions = NO_OPTIONS,
     ) -> None:
         """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
         and ValueError for an unknown model name or an invalid limit: before anything is
         downloaded. A file with a line (record) longer than `max_line_bytes` or more than
-        `max_columns` columns fails alone, with a message saying which limit it passed."""
+        `max_columns` columns fails alone, with a message saying which limit it passed.
+        `csv` overrides what is detected of CSV/TSV files (delimiter, header, lines to skip)
+        and gives the encoding of text files."""
         if on_error not in ("skip", "abort"):
             raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
         self.limits = ParseLimits(max_record_bytes=max_line_bytes, max_columns=max_columns)
@@ -99,6 +102,7 @@ class Ingester:
         self._db_uri = Path(self.db).resolve().as_uri()
         self.on_error = on_error
         self.format = format
+        self.csv = csv
         self.listener: Listener = listener or SilentListener()
         self.files_in_flight = max(1, files_in_flight)
         self.memory_budget = memory_budget
@@ -174,7 +178,7 @@ class Ingester:
         return await fetch(
             src, client=self._s3, spool=spool, declared=declared, spool_threshold=threshold,
             progress=partial(self.listener.advanced, src.uri), defer_text=defer_text,
-            limits=self.limits,
+            limits=self.limits, options=self.csv,
         )
 
     # --- load ----------------------------------------------------------------------------

@@ -106,25 +106,25 @@ def nesting(limits: ParseLimits) -> int:
 class LineGuard:
     """Follow text piece by piece and refuse a line longer than the record limit."""
 
-    def __init__(self, limits: ParseLimits, *, quoted: bool) -> None:
-        self.limits, self.quoted = limits, quoted
+    def __init__(self, limits: ParseLimits, *, quoted: bool, eol: bytes = b"\n") -> None:
+        self.limits, self.quoted, self.eol = limits, quoted, eol
         self.run = 0  # bytes of the line still open
 
     def feed(self, piece: bytes) -> None:
         limit = self.limits.max_record_bytes
-        first = piece.find(b"\n")
+        first = piece.find(self.eol)
         if first < 0:
             self.run += len(piece)
         else:
-            last = piece.rfind(b"\n")
-            if self.run + first > limit or _gap_over(piece, first, last, limit):
+            last = piece.rfind(self.eol)
+            if self.run + first > limit or _gap_over(piece, first, last, limit, self.eol):
                 raise too_long(self.limits, quoted=self.quoted)
             self.run = len(piece) - last - 1
         if self.run > limit:
             raise too_long(self.limits, quoted=self.quoted)
 
 
-def _gap_over(data: bytes, start: int, end: int, limit: int) -> bool:
+def _gap_over(data: bytes, start: int, end: int, limit: int, eol: bytes = b"\n") -> bool:
     """Tell whether two newlines at or between `start` and `end` are over `limit` bytes apart.
 
     A gap that long holds a whole aligned window of `step` bytes, so only windows without a
@@ -133,11 +133,11 @@ def _gap_over(data: bytes, start: int, end: int, limit: int) -> bool:
     step = (limit + 2) // 2
     position = (start // step + 1) * step
     while position + step <= end:
-        if data.find(b"\n", position, position + step) >= 0:
+        if data.find(eol, position, position + step) >= 0:
             position += step
             continue
-        before = data.rfind(b"\n", start, position)
-        after = data.find(b"\n", position + step, end + 1)
+        before = data.rfind(eol, start, position)
+        after = data.find(eol, position + step, end + 1)
         if after - before - 1 > limit:
             return True
         position = (after // step + 1) * step
@@ -160,7 +160,8 @@ def check_csv_header(data: bytes, separator: str, limits: ParseLimits) -> None:
     except UnicodeDecodeError as exc:
         raise Unreadable(
             f"its header (first line) is not UTF-8 text ({exc.reason} at byte {exc.start:,}): "
-            "convert the file to UTF-8, e.g. with iconv -f LATIN1 -t UTF-8"
+            "give its encoding, e.g. --encoding latin-1 (CsvOptions(encoding=...)), or convert "
+            "it, e.g. with iconv -f LATIN1 -t UTF-8"
         ) from None
     if text.count(separator) + 1 > limits.max_columns:  # an upper bound: quotes may hold some
         count = len(next(csv.reader([text.rstrip("\r")], delimiter=separator), []))

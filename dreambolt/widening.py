@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from .dialect import Dialect, polars_options
 from .jsondepth import json_too_deep
 from .limits import DType, ParseLimits, nesting, replaced, too_deep
 
@@ -18,20 +19,23 @@ __all__ = ["faithful", "later_block", "merged"]
 
 
 def later_block(
-    block: bytes, kind: str, schema: pl.Schema, limits: ParseLimits
+    block: bytes, kind: str, schema: pl.Schema, limits: ParseLimits,
+    dialect: Dialect | None = None,
 ) -> pl.DataFrame:
     """Parse a block after the first: with the schema so far, widened or grown where its values
-    need it, without loss (else an error saying which column)."""
-    separator = "\t" if kind == "tsv" else ","
+    need it, without loss (else an error saying which column). CSV is read in `dialect` (the
+    one the first block was read in)."""
+    if dialect is None:
+        dialect = Dialect(separator="\t" if kind == "tsv" else ",")
+    options = polars_options(dialect, first=False)
     decimal = pl.Decimal(38, 0)  # Int128 as handed on (`arrow_ready`): read it as polars infers
     schema = pl.Schema({c: replaced(d, decimal, pl.Int128) for c, d in schema.items()})
     if kind != "ndjson":
         try:
-            return pl.read_csv(block, separator=separator, has_header=False, schema=schema,
-                               raise_if_empty=False)
+            return pl.read_csv(block, schema=schema, raise_if_empty=False, **options)
         except pl.exceptions.ComputeError:  # a value that does not fit: see what the block holds
-            found = pl.read_csv(block, separator=separator, has_header=False, raise_if_empty=False,
-                                new_columns=list(schema), infer_schema_length=None)
+            found = pl.read_csv(block, raise_if_empty=False, new_columns=list(schema),
+                                infer_schema_length=None, **options)
     else:
         if (at := json_too_deep(block, nesting(limits) + 1, lines=True)) is not None:
             raise too_deep(f"the JSON at byte {at:,} of this part", None, limits)
@@ -49,8 +53,7 @@ def later_block(
         missing = (pl.lit(None, d).alias(c) for c, d in target.items() if c not in found.schema)
         return found.with_columns(missing).select(list(target))
     frame = (pl.read_ndjson(block, schema=target) if kind == "ndjson" else
-             pl.read_csv(block, separator=separator, has_header=False, schema=target,
-                         raise_if_empty=False))
+             pl.read_csv(block, schema=target, raise_if_empty=False, **options))
     for column, dtype in found.schema.items():  # integers read as Float64 must stay exact
         if target[column] == pl.Float64 and dtype.is_integer():
             exact = frame[column].cast(dtype, strict=False).eq_missing(found[column]).all()

@@ -401,7 +401,7 @@ def test_unreadable_content_raises_format_error(
 
 
 def test_polars_reason_with_position_is_kept(tmp_path: Path) -> None:
-    data = b"a,b\n1,2\n3,4,5\n"
+    data = b"a,b\n1,2\n3,4\n5,6\n7,8\n9,10,11\n12,13\n"
     with pytest.raises(FormatError, match=r"data\.csv: cannot read as csv: .*more fields"):
         read_bytes(data, FileFormat("csv"), name="data.csv")
 

@@ -36,6 +36,7 @@ from dreambolt.compression import decompress_capped
 from dreambolt.errors import FormatError
 from dreambolt.formats import (
     DEFAULT_LIMITS,
+    CsvOptions,
     FileFormat,
     ParseLimits,
     iter_bytes,
@@ -508,10 +509,22 @@ def test_latin1_text_is_refused_saying_to_convert(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["csv", "ndjson", "json"])
-def test_utf16_with_bom_is_refused_saying_so(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_with_bom_is_read_as_utf16(kind: str, codec: str, tmp_path: Path) -> None:
+    # A byte order mark is unambiguous: DuckDB and pandas read such text, and so do we.
     text = {"csv": "a,b\n1,é\n", "ndjson": '{"a": "é"}\n', "json": '[{"a": "é"}]'}[kind]
-    refused(text.encode("utf-16"), FileFormat(kind), tmp_path,  # type: ignore[arg-type]
-            r"UTF-16 byte order mark.*iconv -f UTF-16")
+    data = "\ufeff".encode(codec) + text.encode(codec)
+    for frame in both(data, FileFormat(kind), tmp_path):  # type: ignore[arg-type]
+        assert frame.row(0)[-1] == "é"
+
+
+def test_declared_encoding_is_read_and_a_wrong_byte_named(tmp_path: Path) -> None:
+    data = "name,city\nZoë,Zürich\nJosé,Bogotá\n".encode("latin-1")
+    fmt = FileFormat("csv", options=CsvOptions(encoding="latin-1"))
+    for frame in both(data, fmt, tmp_path):
+        assert frame.rows() == [("Zoë", "Zürich"), ("José", "Bogotá")]
+    cp = FileFormat("csv", options=CsvOptions(encoding="utf-16"))
+    refused(b"a,b\n1", cp, tmp_path, r"it is not utf-16 text .*--encoding")
 
 
 def test_utf8_with_bom_is_read(tmp_path: Path) -> None:

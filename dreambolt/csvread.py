@@ -1,0 +1,157 @@
+"""Reading CSV/TSV text with polars in the file's own dialect, named as DuckDB names columns.
+
+`read_first` reads a whole file or its first block: it decides the dialect (`dialect.plain`, or
+DuckDB's sniffer), reads with polars, and returns the dialect for the blocks after it
+(`widening.later_block`). Types come from the first `infer_rows` rows, or from every row when
+a later value misfits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import re
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from .detect import CsvOptions
+from .dialect import (
+    Dialect,
+    duckdb_names,
+    header_in_doubt,
+    plain,
+    polars_options,
+    read_with_duckdb,
+    sniff,
+)
+from .limits import Unreadable
+
+__all__ = [
+    "SNIFF_BYTES", "eol_of", "read_first", "read_polars", "sample_of", "without_blank_lines",
+]
+
+SNIFF_BYTES = 1 << 20  # of a file's start that DuckDB's sniffer reads
+
+
+def read_first(
+    raw: bytes, kind: str, options: CsvOptions, infer_rows: int | None
+) -> tuple[pl.DataFrame, Dialect]:
+    """Read CSV text (a whole file, or its first block of whole records) and say its dialect."""
+    dialect = plain(raw, kind, options)
+    failure: pl.exceptions.ComputeError | None = None
+    if dialect is not None:
+        try:
+            frame = read_polars(raw, dialect, infer_rows)
+        except pl.exceptions.ComputeError as exc:
+            frame, failure = None, exc  # ragged, say: let the sniffer look
+        if frame is not None and not header_in_doubt(frame, _header(raw, dialect) or []):
+            return _named(_blanks_skipped(frame, raw, dialect, infer_rows), raw, dialect), dialect
+    try:
+        dialect = sniff(sample_of(raw, eol_of(raw[:SNIFF_BYTES])), kind, options)
+    except duckdb.Error as exc:
+        if failure is not None:
+            raise failure from None  # polars' reason is about the file as it looked plain
+        raise Unreadable(f"DuckDB's CSV sniffer cannot make sense of it: {_reason(exc)}") from None
+    if failure is not None and dialect.names is not None and len(dialect.names) < 2:
+        # The sniffer gave up (one column) on lines that are plainly delimited but for a ragged
+        # one: DuckDB would load each line as one text value; saying which line is better.
+        raise failure
+    if dialect.escape is not None:
+        return read_with_duckdb(raw, dialect), dialect
+    frame = _blanks_skipped(read_polars(raw, dialect, infer_rows), raw, dialect, infer_rows)
+    if dialect.names is not None and len(dialect.names) == frame.width:
+        frame.columns = list(dialect.names)
+    else:
+        frame = _named(frame, raw, dialect)
+    return frame, dialect
+
+
+def _blanks_skipped(
+    frame: pl.DataFrame, raw: bytes, dialect: Dialect, infer_rows: int | None
+) -> pl.DataFrame:
+    if frame.width < 2:
+        return frame
+    cleaned = without_blank_lines(raw, dialect, dialect.skip_rows)
+    return frame if cleaned is raw else read_polars(cleaned, dialect, infer_rows)
+
+
+def read_polars(raw: bytes, dialect: Dialect, infer_rows: int | None) -> pl.DataFrame:
+    options: dict[str, Any] = polars_options(dialect)
+    with contextlib.suppress(pl.exceptions.ComputeError):
+        return pl.read_csv(raw, infer_schema_length=infer_rows, raise_if_empty=False, **options)
+    return pl.read_csv(raw, infer_schema_length=None, raise_if_empty=False, **options)
+
+
+def without_blank_lines(raw: bytes, dialect: Dialect, skip: int = 0) -> bytes:
+    """`raw` without blank lines outside quoted values: DuckDB skips them in a file of two or
+    more columns, where polars makes rows of nulls (a line of empty fields, like ``,``, stays a
+    row). The first `skip` lines are left as they are. Returns `raw` itself when there is
+    nothing to drop."""
+    eol = dialect.eol.encode()
+    if not (raw.startswith(eol) or eol + eol in raw or eol + b"\r" + eol in raw):
+        return raw
+    if skip:  # the lines to skip are counted as written: keep them as they are
+        start = 0
+        for _ in range(skip):
+            start = raw.find(eol, start) + 1
+            if start == 0:
+                return raw
+        rest = without_blank_lines(raw[start:], dialect)
+        return raw if rest is raw[start:] else raw[:start] + rest
+    quote = dialect.quote.encode() if dialect.quote else None
+    kept: list[bytes] = []
+    last = scanned = quotes = 0
+    for match in re.finditer(re.escape(eol) + rb"(?:\r?" + re.escape(eol) + rb")+", raw):
+        if quote is not None:
+            quotes += raw.count(quote, scanned, match.start())
+            scanned = match.start()
+        if quotes % 2 == 0:
+            kept.append(raw[last:match.start() + len(eol)])
+            last = match.end()
+    kept.append(raw[last:])
+    out = b"".join(kept) if last else raw
+    lead = re.match(rb"(?:\r?" + re.escape(eol) + rb")+", out)  # a part starting on blank lines
+    return out[lead.end():] if lead else out
+
+
+def _named(frame: pl.DataFrame, raw: bytes, dialect: Dialect) -> pl.DataFrame:
+    """`frame` with DuckDB's names where polars' differ: no header, empty or repeated names."""
+    if dialect.header and not any(not c or "_duplicated_" in c for c in frame.columns):
+        return frame
+    written = [""] * frame.width
+    if dialect.header:
+        fields = _header(raw, dialect)
+        written = fields if fields is not None and len(fields) == frame.width else frame.columns
+    frame.columns = duckdb_names(written, dialect.header)
+    return frame
+
+
+def _header(raw: bytes, dialect: Dialect) -> list[str] | None:
+    """The fields of the header line as written (polars renames repeated ones)."""
+    lines = raw.split(dialect.eol.encode(), dialect.skip_rows + 1)
+    if len(lines) <= dialect.skip_rows:
+        return None
+    text = lines[dialect.skip_rows].decode(errors="replace").lstrip("\ufeff").rstrip("\r")
+    quote = dialect.quote or '"'
+    return next(csv.reader([text], delimiter=dialect.separator, quotechar=quote), [])
+
+
+def _reason(exc: BaseException) -> str:
+    """The first sentences of a DuckDB error, without the temporary file's name."""
+    text = str(exc).split("\n", 1)[0].split(" file = ", 1)[0]
+    return text.split("Possible Solution", 1)[0].strip()
+
+
+def eol_of(start: bytes) -> str:
+    """``\\r`` for text whose lines end in a lone CR (classic Mac), else ``\\n``."""
+    return "\r" if b"\r" in start and b"\n" not in start else "\n"
+
+
+def sample_of(raw: bytes, eol: str) -> bytes:
+    """The first `SNIFF_BYTES` of `raw`, cut after a line end (all of it if shorter)."""
+    if len(raw) <= SNIFF_BYTES:
+        return raw
+    cut = raw.rfind(eol.encode(), 0, SNIFF_BYTES)
+    return raw[: cut + 1] if cut > 0 else raw[:SNIFF_BYTES]

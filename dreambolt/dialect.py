@@ -1,0 +1,245 @@
+"""CSV dialects: what the user declares (`CsvOptions`), and what a file turns out to use.
+
+A file's `Dialect` (delimiter, quote, escape, line end, header or not, preamble lines to skip,
+comment prefix) is decided the way DuckDB's CSV sniffer decides it, because that is the
+reference users compare with. Sniffing costs DuckDB about 5 ms a file, as much as parsing a
+small one, so a file that is plainly RFC 4180 with the format's own delimiter (`plain`) is
+parsed without it; once parsed, `header_in_doubt` tells whether its first line might be data
+(DuckDB's rule: a first row is a header unless every value of it fits its column's type), and
+such a file is sniffed after all. Everything else goes to DuckDB (`sniff`) on the first part
+of the file; each `CsvOptions` value the user set is passed to it and wins.
+
+Polars cannot read an escape character other than the quote (``\\"``); such files are read by
+DuckDB itself (`read_with_duckdb`). Column names follow DuckDB's rules (`duckdb_names`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from .detect import CsvOptions
+
+__all__ = [
+    "CsvOptions", "Dialect", "duckdb_names", "header_in_doubt", "plain", "polars_options",
+    "read_with_duckdb", "sniff",
+]
+
+DELIMITERS = (",", "\t", ";", "|")
+SAMPLE_LINES = 64  # lines `plain` looks at for delimiters and quotes
+SAMPLE_BYTES = 1 << 20  # bytes it looks at for line ends and escapes
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one CSV/TSV file is written; `names` are DuckDB's when it was sniffed."""
+
+    separator: str = ","
+    quote: str | None = '"'
+    escape: str | None = None  # only when it is not the quote
+    eol: str = "\n"  # "\r" for classic Mac files; "\r\n" is read as "\n"
+    header: bool = True
+    skip_rows: int = 0
+    comment: str | None = None
+    names: tuple[str, ...] | None = None
+    sniffed: bool = False
+
+
+def default_dialect(kind: str, options: CsvOptions) -> Dialect:
+    separator = options.delimiter or ("\t" if kind == "tsv" else ",")
+    header = True if options.header is None else options.header
+    return Dialect(separator=separator, header=header, skip_rows=options.skip_rows or 0)
+
+
+# --- the plain case ----------------------------------------------------------------------------
+
+
+def plain(sample: bytes, kind: str, options: CsvOptions) -> Dialect | None:
+    """The dialect of a plain file (the format's delimiter on every line, `"` quotes, ``\\n``
+    line ends, no preamble), or None when DuckDB must sniff it."""
+    if options.delimiter is not None or options.skip_rows is not None:
+        return None
+    dialect = default_dialect(kind, options)
+    sep = dialect.separator
+    sample = sample[:SAMPLE_BYTES]
+    lines = sample.split(b"\n", SAMPLE_LINES + 1)[:SAMPLE_LINES]
+    if len(lines) < 2 and not sample.endswith(b"\n"):
+        lines = lines[:1]
+    first = lines[0].lstrip(b"\xef\xbb\xbf")
+    if sample.count(b"\r") != sample.count(b"\r\n") or b'\\"' in sample:
+        return None
+    if not first.strip() or first.startswith(b"#") or sep.encode() not in first:
+        return None
+    if any(d.encode() in first for d in DELIMITERS if d != sep):
+        return None
+    quote = re.compile(rb"(?:^|" + re.escape(sep.encode()) + rb")'|'(?:\r?$|"
+                       + re.escape(sep.encode()) + rb")")
+    if any(quote.search(line) for line in lines):
+        return None
+    widths = {_width(line, sep) for line in lines[:3] if line.strip()}
+    return dialect if len(widths) == 1 else None
+
+
+def _width(line: bytes, sep: str) -> int:
+    if b'"' not in line:
+        return line.count(sep.encode()) + 1
+    import csv
+
+    try:
+        return len(next(csv.reader([line.decode(errors="replace").rstrip("\r")],
+                                   delimiter=sep)))
+    except (csv.Error, StopIteration):
+        return -1
+
+
+_TEMPORAL = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2})"
+)
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan)\s*$", re.I)
+_BOOLEAN = re.compile(r"^\s*(true|false|t|f)\s*$", re.I)
+
+
+def header_in_doubt(frame: pl.DataFrame, names: list[str]) -> bool:
+    """Whether DuckDB might take the first line (`names`, as written) of a file parsed with a
+    header as data: every name fits its column's type, or looks like a date or time that
+    DuckDB would type (polars leaves those as text). A file with no typed column has a header."""
+    typed = False
+    for name, dtype in zip(names, frame.schema.values(), strict=False):
+        if dtype == pl.String:
+            if _TEMPORAL.match(name):
+                return True
+            continue
+        typed = True
+        if dtype.is_numeric() and not _NUMBER.match(name):
+            return False
+        if dtype == pl.Boolean and not _BOOLEAN.match(name):
+            return False
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            return False
+    return typed
+
+
+# --- sniffing with DuckDB ----------------------------------------------------------------------
+
+_LOCK = threading.Lock()
+_DATABASE: list[duckdb.DuckDBPyConnection] = []
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor on one in-memory DuckDB kept for sniffing (cursors are per thread)."""
+    with _LOCK:
+        if not _DATABASE:
+            _DATABASE.append(duckdb.connect(":memory:", config={"threads": 1}))
+        return _DATABASE[0].cursor()
+
+
+@contextlib.contextmanager
+def _on_disk(
+    data: bytes, query: str, options: dict[str, Any]
+) -> Iterator[duckdb.DuckDBPyRelation]:
+    """Run `query` (with ``$path`` and ``{args}``: `options` as named parameters) on `data`,
+    written to a temporary file for DuckDB to read."""
+    args = "".join(f", {key} := ${key}" for key in options)
+    with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
+        handle.write(data)
+        handle.flush()
+        cursor = _cursor()
+        try:
+            yield cursor.sql(query.format(args=args), params={"path": handle.name, **options})
+        finally:
+            cursor.close()
+
+
+def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
+    """Ask DuckDB's sniffer about the first part of a file (whole records, UTF-8)."""
+    given: dict[str, Any] = {}
+    if options.delimiter is not None:
+        given["delim"] = options.delimiter
+    if options.header is not None:
+        given["header"] = options.header
+    if options.skip_rows is not None:
+        given["skip"] = options.skip_rows
+    query = ("SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
+             "Columns FROM sniff_csv($path, sample_size := -1{args})")
+    with _on_disk(sample, query, given) as relation:
+        rows = relation.fetchall()
+    row = rows[0] if rows else None
+    assert row is not None
+    delimiter, quote, escape, newline, comment, skip, header, columns = row
+    quote = None if quote == "(empty)" else quote
+    if quote is None and b'"' not in sample:
+        quote = '"'  # nothing quoted in the sample: a later quoted value is still read as one
+    escape = None if escape in ("(empty)", quote) else escape
+    return Dialect(
+        separator=delimiter,
+        quote=quote,
+        escape=escape,
+        eol="\r" if newline == "\\r" else "\n",
+        header=bool(header),
+        skip_rows=int(skip),
+        comment=None if comment == "(empty)" else comment,
+        names=tuple(column["name"] for column in columns),
+        sniffed=True,
+    )
+
+
+def read_with_duckdb(data: bytes, dialect: Dialect) -> pl.DataFrame:
+    """Read a whole CSV file with DuckDB in the given dialect (one polars cannot read)."""
+    options: dict[str, Any] = {
+        "delim": dialect.separator, "quote": dialect.quote or "", "escape": dialect.escape or "",
+        "header": dialect.header, "skip": dialect.skip_rows, "comment": dialect.comment or "",
+    }
+    if dialect.eol == "\r":
+        options["new_line"] = "\\r"
+    with _on_disk(data, "SELECT * FROM read_csv($path{args})", options) as relation:
+        table = relation.to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+# --- polars ------------------------------------------------------------------------------------
+
+
+def polars_options(dialect: Dialect, *, first: bool = True) -> dict[str, Any]:
+    """`pl.read_csv` keyword arguments for a file's first part (`first`) or a later one."""
+    options: dict[str, Any] = {
+        "separator": dialect.separator, "quote_char": dialect.quote,
+        "eol_char": dialect.eol, "comment_prefix": dialect.comment,
+    }
+    if first:
+        options["has_header"] = dialect.header
+        options["skip_lines"] = dialect.skip_rows
+    else:
+        options["has_header"] = False
+    return options
+
+
+def duckdb_names(names: list[str], header: bool) -> list[str]:
+    """Column names as DuckDB gives them: ``column0``… (zero-padded) for a file without a
+    header or an empty name; a repeated name (in any case) gets ``_1``, ``_2``…"""
+    width = len(str(max(len(names) - 1, 0)))
+    out: list[str] = []
+    counts: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not header or not name:
+            name = f"column{index:0{width}d}"
+        key = name.lower()
+        if key in counts:
+            while True:
+                counts[key] += 1
+                candidate = f"{name}_{counts[key]}"
+                if candidate.lower() not in counts:
+                    break
+            name = candidate
+        counts[name.lower()] = 0
+        out.append(name)
+    return out
