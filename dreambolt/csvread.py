@@ -19,6 +19,7 @@ import polars as pl
 from .detect import CsvOptions
 from .dialect import (
     Dialect,
+    default_dialect,
     duckdb_names,
     header_in_doubt,
     plain,
@@ -54,10 +55,10 @@ def read_first(
         if failure is not None:
             raise failure from None  # polars' reason is about the file as it looked plain
         raise Unreadable(f"DuckDB's CSV sniffer cannot make sense of it: {_reason(exc)}") from None
-    if failure is not None and dialect.names is not None and len(dialect.names) < 2:
+    if dialect.names is not None and len(dialect.names) < 2 and mostly_delimited(raw, kind):
         # The sniffer gave up (one column) on lines that are plainly delimited but for a ragged
         # one: DuckDB would load each line as one text value; saying which line is better.
-        raise failure
+        read_polars(raw, default_dialect(kind, options), infer_rows)
     if dialect.escape is not None:
         return read_with_duckdb(raw, dialect), dialect
     frame = _blanks_skipped(read_polars(raw, dialect, infer_rows), raw, dialect, infer_rows)
@@ -136,6 +137,16 @@ def _header(raw: bytes, dialect: Dialect) -> list[str] | None:
     text = lines[dialect.skip_rows].decode(errors="replace").lstrip("\ufeff").rstrip("\r")
     quote = dialect.quote or '"'
     return next(csv.reader([text], delimiter=dialect.separator, quotechar=quote), [])
+
+
+def mostly_delimited(raw: bytes, kind: str) -> bool:
+    """Whether all but one in ten (at least one) of the first lines have as many (two or more)
+    fields, split by the format's own delimiter, as the first."""
+    sep = b"\t" if kind == "tsv" else b","
+    lines = [line for line in raw[:SNIFF_BYTES].split(b"\n", 1000)[:1000] if line.strip()]
+    width = lines[0].count(sep) if lines else 0
+    same = sum(1 for line in lines if line.count(sep) == width)
+    return width > 0 and same >= len(lines) - max(1, len(lines) // 10)
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ DuckDB itself (`read_with_duckdb`). Column names follow DuckDB's rules (`duckdb_
 from __future__ import annotations
 
 import contextlib
+import csv
 import re
 import tempfile
 import threading
@@ -63,39 +64,43 @@ def default_dialect(kind: str, options: CsvOptions) -> Dialect:
 
 
 def plain(sample: bytes, kind: str, options: CsvOptions) -> Dialect | None:
-    """The dialect of a plain file (the format's delimiter on every line, `"` quotes, ``\\n``
-    line ends, no preamble), or None when DuckDB must sniff it."""
+    """The dialect of a plain file (the format's delimiter on every line, as many fields on
+    each of the first `SAMPLE_LINES`, `"` quotes, ``\n`` line ends, no preamble or comment
+    lines), or None when DuckDB must sniff it."""
     if options.delimiter is not None or options.skip_rows is not None:
         return None
     dialect = default_dialect(kind, options)
-    sep = dialect.separator
-    sample = sample[:SAMPLE_BYTES]
-    lines = sample.split(b"\n", SAMPLE_LINES + 1)[:SAMPLE_LINES]
-    if len(lines) < 2 and not sample.endswith(b"\n"):
-        lines = lines[:1]
+    sep = dialect.separator.encode()
+    cut = len(sample) > SAMPLE_BYTES
+    sample = sample[:SAMPLE_BYTES] if cut else sample
+    lines = sample.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES]
+    if cut and len(lines) < SAMPLE_LINES:
+        lines.pop()  # cut short
+    lines = [line for line in lines if line.strip()]
+    if not lines or sample.count(b"\r") != sample.count(b"\r\n") or b'\\"' in sample:
+        return None
     first = lines[0].lstrip(b"\xef\xbb\xbf")
-    if sample.count(b"\r") != sample.count(b"\r\n") or b'\\"' in sample:
+    if first.startswith(b"#") or sep not in first:
         return None
-    if not first.strip() or first.startswith(b"#") or sep.encode() not in first:
+    if any(d.encode() in first for d in DELIMITERS if d.encode() != sep):
         return None
-    if any(d.encode() in first for d in DELIMITERS if d != sep):
+    if any(line.startswith(b"#") for line in lines):
         return None
-    quote = re.compile(rb"(?:^|" + re.escape(sep.encode()) + rb")'|'(?:\r?$|"
-                       + re.escape(sep.encode()) + rb")")
-    if any(quote.search(line) for line in lines):
-        return None
-    widths = {_width(line, sep) for line in lines[:3] if line.strip()}
-    return dialect if len(widths) == 1 else None
+    head = sample[: sum(map(len, lines)) + len(lines) * 2]
+    if b"'" in head:
+        quote = re.compile(rb"(?:^|" + re.escape(sep) + rb")'|'(?:\r?$|" + re.escape(sep) + rb")")
+        if any(quote.search(line) for line in lines):
+            return None
+    width = _width(first, sep)
+    return dialect if all(_width(line, sep) == width for line in lines[1:]) else None
 
 
-def _width(line: bytes, sep: str) -> int:
+def _width(line: bytes, sep: bytes) -> int:
     if b'"' not in line:
-        return line.count(sep.encode()) + 1
-    import csv
-
+        return line.count(sep) + 1
     try:
         return len(next(csv.reader([line.decode(errors="replace").rstrip("\r")],
-                                   delimiter=sep)))
+                                   delimiter=sep.decode())))
     except (csv.Error, StopIteration):
         return -1
 
