@@ -119,7 +119,9 @@ def without_blank_lines(raw: bytes, dialect: Dialect, skip: int = 0) -> bytes:
 
 def _named(frame: pl.DataFrame, raw: bytes, dialect: Dialect) -> pl.DataFrame:
     """`frame` with DuckDB's names where polars' differ: no header, empty or repeated names."""
-    if dialect.header and not any(not c or "_duplicated_" in c for c in frame.columns):
+    columns = frame.columns
+    odd = any(not c or c != c.strip() or "_duplicated_" in c for c in columns)
+    if dialect.header and not odd and len({c.lower() for c in columns}) == len(columns):
         return frame
     written = [""] * frame.width
     if dialect.header:

@@ -115,7 +115,10 @@ _BOOLEAN = re.compile(r"^\s*(true|false|t|f)\s*$", re.I)
 def header_in_doubt(frame: pl.DataFrame, names: list[str]) -> bool:
     """Whether DuckDB might take the first line (`names`, as written) of a file parsed with a
     header as data: every name fits its column's type, or looks like a date or time that
-    DuckDB would type (polars leaves those as text). A file with no typed column has a header."""
+    DuckDB would type (polars leaves those as text). A file with no typed column has a header;
+    a file of one line is in doubt."""
+    if frame.height == 0:
+        return True
     typed = False
     for name, dtype in zip(names, frame.schema.values(), strict=False):
         if dtype == pl.String:
@@ -219,6 +222,7 @@ def polars_options(dialect: Dialect, *, first: bool = True) -> dict[str, Any]:
     options: dict[str, Any] = {
         "separator": dialect.separator, "quote_char": dialect.quote,
         "eol_char": dialect.eol, "comment_prefix": dialect.comment,
+        "null_values": [""],  # a quoted empty value too is NULL, as in DuckDB
     }
     if first:
         options["has_header"] = dialect.header
@@ -229,22 +233,22 @@ def polars_options(dialect: Dialect, *, first: bool = True) -> dict[str, Any]:
 
 
 def duckdb_names(names: list[str], header: bool) -> list[str]:
-    """Column names as DuckDB gives them: ``column0``… (zero-padded) for a file without a
-    header or an empty name; a repeated name (in any case) gets ``_1``, ``_2``…"""
+    """Column names as DuckDB gives them: trimmed; ``column0``… (zero-padded) for a file without
+    a header or an empty name; a repeated name (in any case) gets ``_1``, ``_2``…"""
     width = len(str(max(len(names) - 1, 0)))
     out: list[str] = []
     counts: dict[str, int] = {}
     for index, name in enumerate(names):
+        name = name.strip()
         if not header or not name:
             name = f"column{index:0{width}d}"
         key = name.lower()
         if key in counts:
-            while True:
+            counts[key] += 1
+            name = f"{name}_{counts[key]}"
+            while name.lower() in counts:  # taken as well: DuckDB appends another suffix
                 counts[key] += 1
-                candidate = f"{name}_{counts[key]}"
-                if candidate.lower() not in counts:
-                    break
-            name = candidate
+                name = f"{name}_{counts[key]}"
         counts[name.lower()] = 0
         out.append(name)
     return out

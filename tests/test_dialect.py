@@ -99,6 +99,13 @@ CASES = {
     "text header over text": b"name,city\nfoo,bar\nbaz,qux\n",
     "dates": b"day,n\n2024-01-01,1\n2024-01-02,2\n",
     "date without header": b"2024-01-01,1\n2024-01-02,2\n",
+    # statsmodels arima111_forecasts.csv, results_exact_initial_*_R.csv, mnlogit_resid.csv
+    "spaces around names": b"year, cpi , predict\n1,2,3\n",
+    "names repeated in another case": b"v_1,V_1,V,v\n1,2,3,4\n",
+    "one line of numbers": b"0.00,0.00,1.5\n",
+    "one line of text": b"a,b\n",
+    # csv-spectrum empty.csv: a quoted empty value is NULL, as DuckDB reads it
+    "quoted empty values": b'a,b,c\n1,"",""\n2,3,4\n',
 }
 
 
