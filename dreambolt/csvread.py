@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from . import duckread
 from .detect import CsvOptions
 from .dialect import (
     Dialect,
@@ -24,7 +25,6 @@ from .dialect import (
     header_in_doubt,
     plain,
     polars_options,
-    read_with_duckdb,
     sniff,
 )
 from .limits import Unreadable
@@ -60,7 +60,7 @@ def read_first(
         # one: DuckDB would load each line as one text value; saying which line is better.
         read_polars(raw, default_dialect(kind, options), infer_rows)
     if dialect.escape is not None:
-        return read_with_duckdb(raw, dialect), dialect
+        return duckread.read_csv(raw, dialect), dialect
     frame = _blanks_skipped(read_polars(raw, dialect, infer_rows), raw, dialect, infer_rows)
     if dialect.names is not None and len(dialect.names) == frame.width:
         frame.columns = list(dialect.names)

@@ -10,28 +10,24 @@ such a file is sniffed after all. Everything else goes to DuckDB (`sniff`) on th
 of the file; each `CsvOptions` value the user set is passed to it and wins.
 
 Polars cannot read an escape character other than the quote (``\\"``); such files are read by
-DuckDB itself (`read_with_duckdb`). Column names follow DuckDB's rules (`duckdb_names`).
+DuckDB itself (`duckread.read_csv`). Column names follow DuckDB's rules (`duckdb_names`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import re
-import tempfile
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from .detect import CsvOptions
+from .duckread import on_disk
 
 __all__ = [
-    "CsvOptions", "Dialect", "duckdb_names", "header_in_doubt", "plain", "polars_options",
-    "read_with_duckdb", "sniff",
+    "Dialect", "default_dialect", "duckdb_names", "header_in_doubt", "plain", "polars_options",
+    "sniff",
 ]
 
 DELIMITERS = (",", "\t", ";", "|")
@@ -137,35 +133,6 @@ def header_in_doubt(frame: pl.DataFrame, names: list[str]) -> bool:
 
 # --- sniffing with DuckDB ----------------------------------------------------------------------
 
-_LOCK = threading.Lock()
-_DATABASE: list[duckdb.DuckDBPyConnection] = []
-
-
-def _cursor() -> duckdb.DuckDBPyConnection:
-    """A cursor on one in-memory DuckDB kept for sniffing (cursors are per thread)."""
-    with _LOCK:
-        if not _DATABASE:
-            _DATABASE.append(duckdb.connect(":memory:", config={"threads": 1}))
-        return _DATABASE[0].cursor()
-
-
-@contextlib.contextmanager
-def _on_disk(
-    data: bytes, query: str, options: dict[str, Any]
-) -> Iterator[duckdb.DuckDBPyRelation]:
-    """Run `query` (with ``$path`` and ``{args}``: `options` as named parameters) on `data`,
-    written to a temporary file for DuckDB to read."""
-    args = "".join(f", {key} := ${key}" for key in options)
-    with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
-        handle.write(data)
-        handle.flush()
-        cursor = _cursor()
-        try:
-            yield cursor.sql(query.format(args=args), params={"path": handle.name, **options})
-        finally:
-            cursor.close()
-
-
 def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
     """Ask DuckDB's sniffer about the first part of a file (whole records, UTF-8)."""
     given: dict[str, Any] = {}
@@ -177,7 +144,7 @@ def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
         given["skip"] = options.skip_rows
     query = ("SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
              "Columns FROM sniff_csv($path, sample_size := -1{args})")
-    with _on_disk(sample, query, given) as relation:
+    with on_disk(sample, query, given) as relation:
         rows = relation.fetchall()
     row = rows[0] if rows else None
     assert row is not None
@@ -197,21 +164,6 @@ def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
         names=tuple(column["name"] for column in columns),
         sniffed=True,
     )
-
-
-def read_with_duckdb(data: bytes, dialect: Dialect) -> pl.DataFrame:
-    """Read a whole CSV file with DuckDB in the given dialect (one polars cannot read)."""
-    options: dict[str, Any] = {
-        "delim": dialect.separator, "quote": dialect.quote or "", "escape": dialect.escape or "",
-        "header": dialect.header, "skip": dialect.skip_rows, "comment": dialect.comment or "",
-    }
-    if dialect.eol == "\r":
-        options["new_line"] = "\\r"
-    with _on_disk(data, "SELECT * FROM read_csv($path{args})", options) as relation:
-        table = relation.to_arrow_table()
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
 
 
 # --- polars ------------------------------------------------------------------------------------

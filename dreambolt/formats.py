@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from . import duckread
 from .blocks import csv_rows, joined, record_blocks
 from .columnar import arrow_frames, read_arrow
 from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
@@ -46,9 +47,10 @@ from .detect import (
     first_char,
     is_text,
 )
-from .dialect import Dialect, plain, read_with_duckdb
+from .dialect import Dialect, plain
 from .errors import FormatError
 from .jsondepth import json_too_deep
+from .jsonread import is_document, read_json
 from .limits import (
     DEFAULT_LIMITS,
     LineGuard,
@@ -295,14 +297,7 @@ def _lines(fmt: FileFormat, start: bytes) -> bool:
 
 
 def _document(fmt: FileFormat, start: bytes) -> bool:
-    """Whether text of kind `json` starting with `start` is one JSON document (an array, or an
-    object over many lines), not JSON lines."""
-    if fmt.kind != "json":
-        return False
-    first = first_char(start)
-    return first == b"[" or (
-        first == b"{" and start.split(b"\n", 1)[0].strip().lstrip(b"\xef\xbb\xbf") == b"{"
-    )
+    return fmt.kind in ("json", "ndjson") and is_document(fmt.kind, start)
 
 
 def _parse(raw: bytes, fmt: FileFormat, limits: ParseLimits) -> pl.DataFrame:
@@ -326,8 +321,7 @@ def _parse_first(
         levels = nesting(limits) + (2 if array else 1)  # the array, the record
         if (at := json_too_deep(raw, levels, lines=not array)) is not None:
             raise too_deep(f"the JSON at byte {at:,}", None, limits)
-        read = pl.read_json if array else pl.read_ndjson
-        frame = read(raw, infer_schema_length=None)
+        frame = read_json(raw, array)
     else:
         frame = read_arrow(raw, kind, limits)
     frame = arrow_ready(frame)
@@ -351,7 +345,7 @@ def _text_frames(
             frame, dialect = _parse_first(block, dataclasses.replace(fmt, kind=kind), limits)
             if dialect is not None and dialect.escape is not None:  # DuckDB reads it, whole
                 whole = joined(itertools.chain([block], blocks), limits, None)
-                frame = arrow_ready(read_with_duckdb(whole, dialect))
+                frame = arrow_ready(duckread.read_csv(whole, dialect))
                 check_frame(frame, limits)
                 yield frame
                 return
