@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q -c requirements.lock
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench corpus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,29 @@ $(VENV)/.test: $(VENV)/.dev
 	$(PIP) -e '.[dev,local]'
 	touch $@
 
-venv: $(VENV)/.test
+# The real-world corpus's npm package (tests/corpus/collect.py NPM_SOURCES): CSV edge cases,
+# `npm pack`ed, checked against a pinned sha256 and unpacked into .venv/corpus-npm/.
+CORPUS_NPM := $(VENV)/corpus-npm
+$(VENV)/.corpus: Makefile | $(BIN)/python
+	rm -rf $(CORPUS_NPM) && mkdir -p $(CORPUS_NPM)/csv-spectrum-2.0.0
+	cd $(CORPUS_NPM) && npm pack --silent csv-spectrum@2.0.0 >/dev/null
+	echo "002a6a938bf51ceb26af7b760f5c1b54baca4820b0e9142f135619210c93d021  $(CORPUS_NPM)/csv-spectrum-2.0.0.tgz" | sha256sum -c --quiet -
+	tar -xzf $(CORPUS_NPM)/csv-spectrum-2.0.0.tgz -C $(CORPUS_NPM)/csv-spectrum-2.0.0
+	touch $@
+
+venv: $(VENV)/.test $(VENV)/.corpus
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check dreambolt tests scripts
 	$(BIN)/mypy
 
-test: lint
+test: lint $(VENV)/.corpus
 	$(BIN)/pytest -q
+
+# Every file of the real-world corpus (tests/test_corpus.py runs a sample), compared with the
+# reference readers; CORPUS_ARGS e.g. "--only 'statsmodels:*' --quiet".
+corpus: $(VENV)/.test $(VENV)/.corpus
+	$(BIN)/python scripts/corpus.py $(CORPUS_ARGS)
 
 demo: $(VENV)/.dev
 	$(BIN)/dreambolt demo

@@ -63,11 +63,13 @@ def read_csv(data: bytes, dialect: Dialect) -> pl.DataFrame:
 
 
 def read_json(data: bytes, *, array: bool) -> pl.DataFrame:
-    """Read JSON (an array or document if `array`, else JSON lines) with DuckDB, which types a
-    field whose values change type as JSON text."""
+    """Read JSON (an array or document if `array`, else JSON lines) with DuckDB: columns in
+    document order, a field whose values change type as JSON text, every record's evidence."""
     options: dict[str, Any] = {
         "format": "auto" if array else "newline_delimited",
         "maximum_object_size": min(max(len(data) + 1, 16 << 20), 2**32 - 1),
+        "sample_size": -1,  # types from every record, as polars infers them
+        "map_inference_threshold": -1,  # objects stay structs (polars has no MAP)
     }
     with on_disk(data, "SELECT * FROM read_json($path{args})", options) as relation:
         return _frame(relation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import duckdb
 import polars as pl
@@ -32,13 +33,40 @@ def is_document(kind: str, start: bytes) -> bool:
 
 
 def read_json(raw: bytes, array: bool) -> pl.DataFrame:
-    """JSON (a document if `array`, else lines) as polars infers it from every record, else as
-    DuckDB reads it, which types a field whose values change type (a string here, a list
-    there) as JSON text; if neither can, polars' reason."""
+    """JSON as DuckDB, the reference, reads it, in the order keys first appear.
+
+    A document (`array`) is read by DuckDB: polars orders the keys of a big object at random
+    and makes a list of a string that sits among lists. JSON lines are read by polars, inferred
+    from every record, columns put in the order their keys first appear; where polars cannot
+    build a column (a string here, a list there), by DuckDB, which makes it JSON text. An empty
+    array has no columns (DuckDB would invent one named ``json``). If neither reader can,
+    polars' reason.
+    """
+    if array:
+        try:
+            frame = duckread.read_json(raw, array=True)
+        except duckdb.Error:
+            return pl.read_json(raw, infer_schema_length=None)  # its reason, if it fails too
+        return pl.DataFrame() if frame.height == 0 and frame.columns == ["json"] else frame
     try:
-        return (pl.read_json if array else pl.read_ndjson)(raw, infer_schema_length=None)
+        return in_key_order(pl.read_ndjson(raw, infer_schema_length=None), raw)
     except Exception as exc:
         try:
-            return duckread.read_json(raw, array=array)
+            return duckread.read_json(raw, array=False)
         except duckdb.Error:
             raise exc from None
+
+
+def in_key_order(frame: pl.DataFrame, raw: bytes) -> pl.DataFrame:
+    """`frame` with its columns in the order their keys first appear in `raw` (as a key, at any
+    depth: a cheap, deterministic stand-in for document order; polars' own order is random
+    past the first record's keys)."""
+    if frame.width < 2:
+        return frame
+    def first(name: str) -> int:
+        key = json.dumps(name, ensure_ascii=False).encode()
+        found = re.search(re.escape(key) + rb"\s*:", raw)
+        return found.start() if found else len(raw)
+
+    order = sorted(frame.columns, key=first)
+    return frame if order == frame.columns else frame.select(order)
