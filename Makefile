@@ -40,7 +40,8 @@ test: lint $(VENV)/.corpus
 	$(BIN)/pytest -q
 
 # Every file of the real-world corpus (tests/test_corpus.py runs a sample), compared with the
-# reference readers; CORPUS_ARGS e.g. "--only 'statsmodels:*' --quiet".
+# reference readers; with the files other tools write from its datasets (tests/corpus/written.py),
+# generated into $(VENV)/corpus-written/ on first use. CORPUS_ARGS e.g. "--only 'statsmodels:*' -q".
 corpus: $(VENV)/.test $(VENV)/.corpus
 	$(BIN)/python scripts/corpus.py $(CORPUS_ARGS)
 

@@ -64,9 +64,11 @@ def in_key_order(frame: pl.DataFrame, raw: bytes) -> pl.DataFrame:
     if frame.width < 2:
         return frame
     def first(name: str) -> int:
-        key = json.dumps(name, ensure_ascii=False).encode()
-        found = re.search(re.escape(key) + rb"\s*:", raw)
-        return found.start() if found else len(raw)
+        plain = json.dumps(name, ensure_ascii=False).encode()
+        spellings = {plain, json.dumps(name).encode(), plain.replace(b"/", b"\\/")}
+        found = [m.start() for key in spellings
+                 if (m := re.search(re.escape(key) + rb"\s*:", raw)) is not None]
+        return min(found, default=len(raw))
 
     order = sorted(frame.columns, key=first)
     return frame if order == frame.columns else frame.select(order)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from .detect import FileFormat
+from .detect import FileFormat, is_text
 from .errors import FormatError
 from .limits import Refused
 
@@ -52,7 +52,8 @@ def _message(name: str, fmt: FileFormat, exc: BaseException, where: str = "") ->
     reason = " ".join(" ".join(paragraphs).split())[:600].rstrip(".") or type(exc).__name__
     if type(exc).__name__ == "PanicException":
         reason = f"the parser failed (a polars panic: {reason})"
-    if ("utf-8" in reason.lower() or "utf8" in reason.lower()) and "--encoding" not in reason:
+    if is_text(fmt) and ("utf-8" in reason.lower() or "utf8" in reason.lower()) \
+            and "--encoding" not in reason:
         reason += (" (text is read as UTF-8: give its encoding, e.g. --encoding latin-1, or "
                    "convert it, e.g. with iconv -f LATIN1 -t UTF-8)")
     stop = "" if reason.endswith("?") else "."

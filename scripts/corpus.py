@@ -1,5 +1,6 @@
 """Run the whole real-world corpus (`make corpus`): every data file shipped inside the pinned
-packages, loaded by DreamBolt and by the reference reader, compared (see tests/corpus/).
+packages, and those datasets as other tools write them (`written:*`, generated on first use),
+loaded by DreamBolt and by the reference reader, compared (see tests/corpus/).
 
 Prints one line per file (outcome, file id, detail) and a summary; exits 1 if any file differs,
 crashes or hangs without a reason in tests/corpus/known.py, or is refused without the message
@@ -30,7 +31,7 @@ def main() -> int:
                         help="seconds per file before it counts as a hang (default 30)")
     parser.add_argument("--only", action="append", default=[], metavar="GLOB",
                         help="run only files whose id matches (repeatable), "
-                             "e.g. 'statsmodels:*' or '*.parquet'")
+                             "e.g. 'statsmodels:*', 'written:pandas/*' or '*.parquet'")
     parser.add_argument("--sample", type=int, default=1, metavar="N",
                         help="the test's deterministic sample: about 1 file in N (default: all)")
     parser.add_argument("--quiet", "-q", action="store_true",

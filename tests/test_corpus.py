@@ -1,4 +1,6 @@
-"""The real-world corpus (issue 11): data files shipped inside pinned packages, each loaded by
+"""The real-world corpus (issue 11): data files shipped inside pinned packages, and the same
+datasets as other tools write them (pandas, polars, pyarrow, DuckDB, Python's csv module;
+generated into .venv/corpus-written/, tests/corpus/written.py), each loaded by
 `Ingester().load()` and by a reference reader (DuckDB's CSV sniffer and JSON reader, pyarrow
 for Parquet/IPC) and compared by rows, column names and per-column checksums (tests/corpus/).
 
@@ -17,10 +19,11 @@ import pytest
 from corpus.collect import SLOW, collect, sample
 from corpus.run import Result, run
 
-# About one file in SAMPLE_EVERY (plus the first three of each source and format): ~30 s on
-# two cores.
+# About one file in SAMPLE_EVERY (plus the first three of each source and format; of the
+# generated files about half as many, see collect.sample): ~320 files, ~40 s on two cores.
 SAMPLE_EVERY = 3
-MIN_CORPUS = 500
+MIN_CORPUS = 800
+WRITERS = {"pandas", "polars", "pyarrow", "duckdb", "python"}
 
 CORPUS = collect()
 SAMPLE = sample(CORPUS.files, SAMPLE_EVERY)
@@ -32,6 +35,15 @@ def test_every_source_is_installed() -> None:
     kinds = {f.kind for f in SAMPLE}
     assert {"csv", "json", "ndjson", "parquet", "ipc"} <= kinds, kinds
     assert SLOW  # the slow files are left to `make corpus`, not forgotten
+
+
+def test_written_files_in_the_sample() -> None:
+    """Each writer's files, of each kind, and every file told reader options are sampled."""
+    written = [f for f in SAMPLE if f.dist.startswith("written:")]
+    assert {f.dist.removeprefix("written:") for f in written} == WRITERS
+    assert {"csv", "tsv", "json", "ndjson", "parquet", "ipc"} <= {f.kind for f in written}
+    told = [f.id for f in CORPUS.files if f.options or f.reference_options]
+    assert told and set(told) <= {f.id for f in written}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,11 @@
 Each source is an installed distribution (found with importlib.metadata, so a missing one is
 reported, never skipped) and the files of it whose names say they are tabular data. The kinds
 are what the *reference* reader is asked to read; DreamBolt gets the path alone and detects the
-format itself, as a user's `Ingester().load(path)` would.
+format itself, as a user's `Ingester().load(path)` would (only an encoding that cannot be told
+from the content is given, to both readers: `CorpusFile.options`).
+
+A second source, `written`, is generated: the corpus's datasets as other tools write them
+(pandas, polars, pyarrow, DuckDB, Python's csv module; see written.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 # Extension (after any compression suffix) -> the kind the reference reader reads it as.
 KINDS: dict[str, str] = {
@@ -95,6 +100,11 @@ class CorpusFile:
     compression: str | None  # gzip | zstd | bz2 | None, from the name
     dist: str
     version: str
+    # Reader options (CsvOptions field names: delimiter, header, skip_rows, encoding), only for
+    # what cannot be told from the content, e.g. an 8-bit encoding: `options` are told to both
+    # readers, `reference_options` to the reference alone (DreamBolt should detect them).
+    options: tuple[tuple[str, Any], ...] = ()
+    reference_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def fmt(self) -> str:
@@ -150,10 +160,18 @@ def _npm_files(source: NpmSource) -> Iterable[CorpusFile]:
 
 
 def collect(sources: Iterable[Source] = SOURCES,
-            npm_sources: Iterable[NpmSource] = NPM_SOURCES) -> Corpus:
-    """Every corpus file of every source, sorted by id; problems list what is missing."""
+            npm_sources: Iterable[NpmSource] = NPM_SOURCES, written: bool = True) -> Corpus:
+    """Every corpus file of every source, sorted by id; problems list what is missing.
+    `written`: also the files other tools write from the corpus's datasets (`written`,
+    generated into a cache on first use)."""
     files: list[CorpusFile] = []
     problems: list[str] = []
+    if written:
+        from .written import written_files
+
+        found_written, written_problems = written_files()
+        files.extend(found_written)
+        problems.extend(written_problems)
     for npm in npm_sources:
         found = list(_npm_files(npm))
         if len(found) < npm.min_files:
@@ -190,10 +208,17 @@ SLOW: tuple[str, ...] = (
 )
 
 
+# The generated files (written.py) are many small variants of a few datasets: the sample takes
+# about one in WRITTEN_THINNER * `every` of them and the first WRITTEN_PER_GROUP of each (writer,
+# format), plus every one given reader options (so passing them is always tested).
+WRITTEN_THINNER = 2
+WRITTEN_PER_GROUP = 2
+
+
 def sample(files: list[CorpusFile], every: int, per_group: int = 3) -> list[CorpusFile]:
     """A deterministic sample: every file whose id hashes to 0 modulo `every`, plus the first
     `per_group` files (by id) of each (source, format), so each kind stays represented; never
-    the SLOW files. `every` <= 1: all files."""
+    the SLOW files; the generated files thinner (WRITTEN_THINNER). `every` <= 1: all files."""
     if every <= 1:
         return list(files)
     chosen: dict[str, CorpusFile] = {}
@@ -203,6 +228,10 @@ def sample(files: list[CorpusFile], every: int, per_group: int = 3) -> list[Corp
             continue
         group = (f.dist, f.fmt)
         groups[group] = groups.get(group, 0) + 1
-        if groups[group] <= per_group or zlib.crc32(f.id.encode()) % every == 0:
+        first, modulo, told = per_group, every, False
+        if f.dist.startswith("written:"):
+            first, modulo = WRITTEN_PER_GROUP, every * WRITTEN_THINNER
+            told = bool(f.options or f.reference_options)
+        if told or groups[group] <= first or zlib.crc32(f.id.encode()) % modulo == 0:
             chosen[f.id] = f
     return sorted(chosen.values(), key=lambda f: f.id)

@@ -1,7 +1,9 @@
 """Read a corpus file with the reference reader.
 
 - CSV/TSV: DuckDB's `read_csv` with its sniffer deciding everything (dialect, header, types);
-  `sample_size=-1` so it looks at every row, as the files are small.
+  `sample_size=-1` so it looks at every row, as the files are small. A file's reader options
+  (`CorpusFile.options` and `reference_options`, e.g. an encoding) are passed as DuckDB's
+  (`delim`, `header`, `skip`, `encoding`).
 - NDJSON: DuckDB's `read_json(format='newline_delimited')`; JSON: `read_json` (array of
   records, or one document as one row), both inferring the schema from every record, and
   objects always as STRUCTs (`map_inference_threshold=-1`, `field_appearance_threshold=0`):
@@ -21,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -29,6 +32,11 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from .collect import CorpusFile
+
+# CsvOptions field -> DuckDB read_csv parameter.
+DUCKDB_OPTIONS: dict[str, str] = {
+    "delimiter": "delim", "header": "header", "skip_rows": "skip", "encoding": "encoding",
+}
 
 
 class ReferenceRefused(Exception):
@@ -55,7 +63,9 @@ def read_reference(file: CorpusFile) -> Reference:
                 path = Path(tmp) / file.path.name.removesuffix(".bz2")
                 with bz2.open(file.path, "rb") as src, open(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            return _read_duckdb(file.kind, path)
+            options = {DUCKDB_OPTIONS[k]: v
+                       for k, v in file.options + file.reference_options}
+            return _read_duckdb(file.kind, path, options)
     except ReferenceRefused:
         raise
     except (duckdb.Error, pa.ArrowException, OSError, ValueError) as exc:
@@ -68,16 +78,21 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _read_duckdb(kind: str, path: Path) -> Reference:
+def _read_duckdb(kind: str, path: Path, options: dict[str, Any]) -> Reference:
     if kind in ("csv", "tsv"):
+        named = "".join(f", {name} = ${name}" for name in options)
+        params = {"path": str(path), **options}
         with _connect() as con:
-            table = con.sql("SELECT * FROM read_csv(?, sample_size = -1)",
-                            params=[str(path)]).to_arrow_table()
+            table = con.sql(f"SELECT * FROM read_csv($path, sample_size = -1{named})",
+                            params=params).to_arrow_table()
             row = con.execute('SELECT "DateFormat", "TimestampFormat" '
-                              "FROM sniff_csv(?, sample_size = -1)", [str(path)]).fetchone()
+                              f"FROM sniff_csv($path, sample_size = -1{named})",
+                              params).fetchone()
         date_format, timestamp_format = row if row is not None else (None, None)
         return Reference(table, date_format, timestamp_format)
-    elif kind in ("ndjson", "json"):
+    if options:
+        raise ValueError(f"reader options {options} for a {kind} file")
+    if kind in ("ndjson", "json"):
         layout = "format = 'newline_delimited', " if kind == "ndjson" else ""
         query = (f"SELECT * FROM read_json(?, {layout}sample_size = -1, "
                  "maximum_object_size = 268435456, map_inference_threshold = -1, "

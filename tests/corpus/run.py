@@ -84,10 +84,10 @@ def _shape(rows: int, cols: int) -> str:
     return f"{rows} rows x {cols} columns"
 
 
-async def _load_ours(path: Path, db: Path) -> Any:
-    from dreambolt import Ingester
+async def _load_ours(path: Path, db: Path, options: dict[str, Any]) -> Any:
+    from dreambolt import CsvOptions, Ingester
 
-    async with Ingester(db=db) as ing:
+    async with Ingester(db=db, csv=CsvOptions(**options)) as ing:
         return await ing.load(str(path))
 
 
@@ -105,11 +105,12 @@ def evaluate(file: CorpusFile, phase: Callable[[str], None] = lambda _: None
         ref = read_reference(file)
     except ReferenceRefused as exc:
         ref, ref_error = None, str(exc)
-    phase("loading it with Ingester().load()")
+    phase("loading it with Ingester().load()")  # with CsvOptions(**file.options)
     try:
         with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
             # load() writes nothing; the database path is never opened.
-            frame = asyncio.run(_load_ours(file.path, Path(tmp) / "unused.duckdb"))
+            frame = asyncio.run(_load_ours(file.path, Path(tmp) / "unused.duckdb",
+                                           dict(file.options)))
     except DreamBoltError as exc:
         message = f"{type(exc).__name__}: {exc}"
         if "Traceback (most recent call last)" in message:
