@@ -47,7 +47,6 @@ class Dialect:
     skip_rows: int = 0
     comment: str | None = None
     names: tuple[str, ...] | None = None
-    sniffed: bool = False
 
 
 def default_dialect(kind: str, options: CsvOptions) -> Dialect:
@@ -162,7 +161,6 @@ def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
         skip_rows=int(skip),
         comment=None if comment == "(empty)" else comment,
         names=tuple(column["name"] for column in columns),
-        sniffed=True,
     )
 
 

@@ -151,8 +151,9 @@ def check_csv_header(data: bytes, separator: str, limits: ParseLimits) -> None:
     """Refuse a CSV/TSV whose first line holds NUL bytes, is not UTF-8, or has too many columns
     (NUL would reach column names, which Arrow cannot carry; polars replaces bytes that are not
     UTF-8 in names, so names would change silently)."""
-    end = data.find(b"\n", 0, limits.max_record_bytes + 1)
-    header = data[: end if end >= 0 else limits.max_record_bytes + 1]
+    window = data[: limits.max_record_bytes + 1]
+    ends = [at for at in (window.find(b"\n"), window.find(b"\r")) if at >= 0]  # \r: classic Mac
+    header = window[: min(ends)] if ends else window
     if b"\x00" in header:
         raise Unreadable("its header (first line) holds a NUL byte: is it really text?")
     try:

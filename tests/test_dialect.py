@@ -81,6 +81,8 @@ CASES = {
     "tab in a .csv": b"a\tb\tc\n1\t2\tx\n3\t4\ty\n",
     # agate test_cr.csv, csvkit mac_newlines.csv: classic Mac line ends
     "cr line ends": b"a,b,c\r1,2,3\r4,5,6\r7,8,9\r",
+    # pandas lineterminator="\r" of a wide file: more delimiters in all than the column limit
+    "cr line ends, many lines": b"a,b,c\r" + b"1,2,3\r" * 6_000,
     "crlf line ends": b"a,b\r\n1,2\r\n3,4\r\n",
     # scikit-learn digits.csv.gz, csvkit no_header_row.csv: no header
     "no header, numbers": b"1,2,3\n4,5,6\n7,8,9\n",
