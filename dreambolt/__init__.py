@@ -1,7 +1,6 @@
 """DreamBolt: ingest data files from S3 (and local disk) into DuckDB, fast and exactly once."""
 
-from .detect import CsvOptions
-from .errors import (
+from dreambolt.errors import (
     DreamBoltError,
     EmbeddingError,
     FormatError,
@@ -15,10 +14,11 @@ from .errors import (
     S3RateLimitError,
     SinkError,
 )
-from .ingest import Ingester
-from .report import ErrorInfo, FileResult, IngestReport
-from .s3 import ObjectInfo, S3Client
-from .uri import S3Uri, parse_s3_uri
+from dreambolt.formats.detect import CsvOptions
+from dreambolt.ingest import Ingester
+from dreambolt.report import ErrorInfo, FileResult, IngestReport
+from dreambolt.s3.client import ObjectInfo, S3Client
+from dreambolt.s3.uri import S3Uri, parse_s3_uri
 
 __version__ = "0.1.0"
 

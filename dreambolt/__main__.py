@@ -1,5 +1,5 @@
 """`python -m dreambolt` runs the command-line interface."""
 
-from .cli import main
+from dreambolt.cli import main
 
 main()

@@ -21,9 +21,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import TypeVar
 
-from .fetch import Failed, Fetched
-from .formats import DEFAULT_LIMITS, ParseLimits
-from .write import parse_deferred
+from dreambolt.fetch import Failed, Fetched
+from dreambolt.formats.read import DEFAULT_LIMITS, ParseLimits
+from dreambolt.write import parse_deferred
 
 __all__ = ["LINGER", "ROW_GROUP", "TAIL", "Batches", "StageError", "discard", "drain"]
 

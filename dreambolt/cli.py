@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from .batching import StageError
-from .detect import CsvOptions
-from .errors import DreamBoltError, InvalidS3UriError, SinkError
-from .ingest import Ingester
-from .progress import RichListener, human_bytes, print_plan, print_summary
-from .report import IngestReport
-from .sinks.duckdb import validate_table_name
-from .sources import expand
+from dreambolt.batching import StageError
+from dreambolt.errors import DreamBoltError, InvalidS3UriError, SinkError
+from dreambolt.formats.detect import CsvOptions
+from dreambolt.ingest import Ingester
+from dreambolt.progress import RichListener, human_bytes, print_plan, print_summary
+from dreambolt.report import IngestReport
+from dreambolt.sinks.duckdb import validate_table_name
+from dreambolt.sources import expand
 
 __all__ = ["main", "parse_size"]
 
@@ -301,7 +301,7 @@ def ls_command(uris: tuple[str, ...], **params: Any) -> None:
               help="DuckDB file the demo writes.")
 def demo(db: str) -> None:
     """Run the main job on an embedded default: a local moto S3, sample data, a DuckDB file."""
-    from .demo import run_demo
+    from dreambolt.demo import run_demo
 
     err, out = _consoles()
     try:

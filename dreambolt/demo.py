@@ -26,9 +26,9 @@ import duckdb
 import polars as pl
 from rich.console import Console
 
-from .errors import DreamBoltError
-from .ingest import Ingester
-from .progress import RichListener, print_summary
+from dreambolt.errors import DreamBoltError
+from dreambolt.ingest import Ingester
+from dreambolt.progress import RichListener, print_summary
 
 __all__ = ["moto_server", "run_demo", "sample_objects"]
 

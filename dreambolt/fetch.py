@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .formats import (
+from dreambolt.formats.read import (
     DEFAULT_LIMITS,
     HEAD_BYTES,
     NO_OPTIONS,
@@ -26,9 +26,9 @@ from .formats import (
     iter_file,
     read_bytes,
 )
-from .s3 import Progress, S3Client
-from .sources import Source
-from .transfer import read_object, spool_object
+from dreambolt.s3.client import Progress, S3Client
+from dreambolt.s3.transfer import read_object, spool_object
+from dreambolt.sources import Source
 
 __all__ = ["ByteBudget", "Failed", "Fetched", "GrowingFile", "fetch"]
 

@@ -22,19 +22,19 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
-from .batching import Batches, discard, drain
-from .embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
-from .errors import InvalidS3UriError
-from .fetch import ByteBudget, Failed, Fetched, fetch
-from .formats import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
-from .load import load_frames
-from .report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
-from .s3 import S3Client
-from .sinks.duckdb import DuckDBSink, validate_table_name
-from .sinks.embeddings import DuckDBEmbeddingCache
-from .sources import Source, default_table_name, expand
-from .spool import open_spool
-from .write import (
+from dreambolt.batching import Batches, discard, drain
+from dreambolt.embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
+from dreambolt.errors import InvalidS3UriError
+from dreambolt.fetch import ByteBudget, Failed, Fetched, fetch
+from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
+from dreambolt.load import load_frames
+from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
+from dreambolt.s3.client import S3Client
+from dreambolt.sinks.duckdb import DuckDBSink, validate_table_name
+from dreambolt.sinks.embeddings import DuckDBEmbeddingCache
+from dreambolt.sources import Source, default_table_name, expand
+from dreambolt.spool import open_spool
+from dreambolt.write import (
     GROUP_FILES,
     Run,
     Writer,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import polars as pl
 
-from .embed import EmbedStage
-from .fetch import ByteBudget, Fetched
-from .formats import ParseLimits, read_bytes
-from .sources import Source
-from .write import file_error, is_contained
+from dreambolt.embed import EmbedStage
+from dreambolt.fetch import ByteBudget, Fetched
+from dreambolt.formats.read import ParseLimits, read_bytes
+from dreambolt.sources import Source
+from dreambolt.write import file_error, is_contained
 
 __all__ = ["load_frames"]
 

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .report import FileResult, IngestReport
+from dreambolt.report import FileResult, IngestReport
 
 __all__ = ["RichListener", "human_bytes", "print_plan", "print_summary"]
 

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import InvalidS3UriError, S3BaseError, S3NotFoundError
-from .s3 import ObjectInfo, S3Client
-from .spool import Spool, new_spool, open_spool
-from .uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
+from dreambolt.errors import InvalidS3UriError, S3BaseError, S3NotFoundError
+from dreambolt.s3.client import ObjectInfo, S3Client
+from dreambolt.s3.uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
+from dreambolt.spool import Spool, new_spool, open_spool
 
 __all__ = [
     "Source", "Spool", "default_table_name", "expand", "new_spool", "open_spool", "parse_input",

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from .embed import EmbedStage
-from .errors import (
+from dreambolt.embed import EmbedStage
+from dreambolt.errors import (
     DreamBoltError,
     EmbeddingAuthError,
     FormatError,
@@ -28,12 +28,12 @@ from .errors import (
     S3NotFoundError,
     SinkError,
 )
-from .fetch import ByteBudget, Failed, Fetched
-from .formats import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes, read_many
-from .prefetch import Prefetch
-from .report import ErrorInfo, FileResult, IngestReport, Listener, Status
-from .sinks.duckdb import DuckDBSink, FileWrite, Written
-from .sources import Source
+from dreambolt.fetch import ByteBudget, Failed, Fetched
+from dreambolt.formats.read import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes, read_many
+from dreambolt.prefetch import Prefetch
+from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, Status
+from dreambolt.sinks.duckdb import DuckDBSink, FileWrite, Written
+from dreambolt.sources import Source
 
 __all__ = [
     "GROUP_FILES", "Run", "Writer", "file_error", "is_contained", "is_fatal", "is_interruption",

@@ -10,7 +10,7 @@ import zlib
 import pytest
 from awscrt import checksums
 
-from dreambolt.checksum import Checksum, checksum_pair, from_response
+from dreambolt.s3.checksum import Checksum, checksum_pair, from_response
 
 DATA = bytes(range(256)) * 1000 + b"tail"
 

@@ -21,8 +21,8 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 import pytest
 
-from dreambolt import formats
-from dreambolt.detect import FileFormat
+from dreambolt.formats import read as formats
+from dreambolt.formats.detect import FileFormat
 
 # --- Thrift compact protocol ---------------------------------------------------------------------
 

@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
 
-from dreambolt import columnar
-from dreambolt.deadline import Overran, within
-from dreambolt.detect import FileFormat
 from dreambolt.errors import FormatError
-from dreambolt.limits import DEFAULT_LIMITS, Refused
-from dreambolt.parse_errors import translated
+from dreambolt.formats import columnar
+from dreambolt.formats.deadline import Overran, within
+from dreambolt.formats.detect import FileFormat
+from dreambolt.formats.limits import DEFAULT_LIMITS, Refused
+from dreambolt.formats.parse_errors import translated
 
 
 class _Panic(BaseException):
@@ -80,7 +80,7 @@ def test_the_cost_of_a_bound_is_a_fraction_of_a_millisecond() -> None:
 
 _ABANDON = """
 import time
-from dreambolt.deadline import Overran, within
+from dreambolt.formats.deadline import Overran, within
 try:
     within(0.1, lambda: time.sleep(120))
 except Overran:
@@ -89,7 +89,7 @@ except Overran:
 
 _INTERRUPTED = """
 import time
-from dreambolt.deadline import within
+from dreambolt.formats.deadline import within
 print("waiting", flush=True)
 within(60, lambda: time.sleep(120))
 """
@@ -205,7 +205,7 @@ def test_read_arrow_is_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
 
 _FORKED = """
 import os
-from dreambolt.deadline import within
+from dreambolt.formats.deadline import within
 assert within(5, os.getpid) != 0  # a worker now waits in this process
 child = os.fork()
 if child == 0:

@@ -38,9 +38,9 @@ from test_columnar_craft import (
     read_ways,
 )
 
-from dreambolt import formats
-from dreambolt.detect import FileFormat
 from dreambolt.errors import FormatError
+from dreambolt.formats import read as formats
+from dreambolt.formats.detect import FileFormat
 
 SECONDS = 10  # what any one of these files may take, all entry points together
 
@@ -207,8 +207,8 @@ def test_mutated_files_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path,
 
 _EXIT_AT_ONCE = """
 import sys
-from dreambolt import formats
-from dreambolt.detect import FileFormat
+from dreambolt.formats import read as formats
+from dreambolt.formats.detect import FileFormat
 from dreambolt.errors import FormatError
 try:
     formats.read_bytes(open(sys.argv[1], "rb").read(), FileFormat("parquet"), name="bad")

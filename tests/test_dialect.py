@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_formats_hostile import both
 
-from dreambolt.dialect import duckdb_names
 from dreambolt.errors import FormatError
-from dreambolt.formats import (
+from dreambolt.formats.dialect import duckdb_names
+from dreambolt.formats.read import (
     BLOCK_BYTES,
     CsvOptions,
     FileFormat,

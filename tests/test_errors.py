@@ -20,7 +20,7 @@ from dreambolt.errors import (
     register_secret,
     translate,
 )
-from dreambolt.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable
+from dreambolt.s3.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable
 
 URI = "s3://bucket/key.csv"
 

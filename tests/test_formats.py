@@ -16,9 +16,9 @@ import pytest
 import zstandard
 from polars.testing import assert_frame_equal
 
-from dreambolt import formats
 from dreambolt.errors import FormatError
-from dreambolt.formats import (
+from dreambolt.formats import read as formats
+from dreambolt.formats.read import (
     HEAD_BYTES,
     FileFormat,
     detect_format,

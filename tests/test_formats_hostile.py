@@ -31,10 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from dreambolt import formats
-from dreambolt.compression import decompress_capped
 from dreambolt.errors import FormatError
-from dreambolt.formats import (
+from dreambolt.formats import read as formats
+from dreambolt.formats.compression import decompress_capped
+from dreambolt.formats.read import (
     DEFAULT_LIMITS,
     CsvOptions,
     FileFormat,
@@ -63,7 +63,8 @@ def isolated(code: str, *, timeout: float = 60) -> tuple[list[str], int]:
         package.__path__ = [{str(ROOT / "dreambolt")!r}]
         sys.modules["dreambolt"] = package
         from dreambolt.errors import FormatError
-        from dreambolt.formats import FileFormat, ParseLimits, iter_bytes, iter_file, read_bytes
+        from dreambolt.formats.read import (
+            FileFormat, ParseLimits, iter_bytes, iter_file, read_bytes)
         def outcome(parse):
             try:
                 return parse()
@@ -302,7 +303,7 @@ def test_decompression_bomb_is_refused_in_bounded_memory(
     bomb = compressed(compression, b"0" * (16 * 2**20), 16, tmp_path / "bomb")
     assert bomb.stat().st_size < 2**20
     lines, peak = isolated(f"""
-        from dreambolt.compression import decompress_capped
+        from dreambolt.formats.compression import decompress_capped
         data = open({str(bomb)!r}, "rb").read()
         fmt = FileFormat("csv", {compression!r})
         print(outcome(lambda: read_bytes(data, fmt, name="bomb.csv")))

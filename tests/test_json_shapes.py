@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from test_formats_hostile import both
 
-from dreambolt.formats import FileFormat, detect_format
+from dreambolt.formats.read import FileFormat, detect_format
 
 DOCUMENT = {"data": {"dataset": [{"did": 61, "name": "iris"}, {"did": 3, "name": "kr"}]}}
 CASES: dict[str, tuple[str, bytes]] = {

@@ -12,7 +12,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from dreambolt.errors import S3AuthError, S3NotFoundError, S3RateLimitError, translate
-from dreambolt.presigned import _client_error, _same_endpoint
+from dreambolt.s3.presigned import _client_error, _same_endpoint
 
 CONFIG = AioConfig(signature_version="s3v4")
 

@@ -18,7 +18,7 @@ from tenacity import Future, RetryCallState
 
 from dreambolt import S3Client
 from dreambolt.errors import translate
-from dreambolt.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable, parse_retry_after
+from dreambolt.s3.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable, parse_retry_after
 
 PART = 1024
 

@@ -29,8 +29,8 @@ from dreambolt import (
     S3ObjectChangedError,
     S3RateLimitError,
 )
-from dreambolt.transfer import split
-from dreambolt.uri import parse_s3_uri
+from dreambolt.s3.transfer import split
+from dreambolt.s3.uri import parse_s3_uri
 
 PART = 1024
 
@@ -363,7 +363,7 @@ async def test_download_48_mib_keeps_memory_bounded(
 async def test_small_objects_are_fetched_with_one_presigned_get(
     client: S3Client, proxy: FaultProxy, s3: Any, bucket: str
 ) -> None:
-    from dreambolt.transfer import read_object
+    from dreambolt.s3.transfer import read_object
 
     s3.put_object(Bucket=bucket, Key="small ü+.csv", Body=b"a,b\n1,2\n",
                   ChecksumAlgorithm="CRC32")

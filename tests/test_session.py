@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from botocore.loaders import create_loader
 
-from dreambolt.session import new_session, parse_timestamp
+from dreambolt.s3.session import new_session, parse_timestamp
 
 
 def test_models_load_the_same_as_botocores_own_loader() -> None:

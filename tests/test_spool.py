@@ -135,8 +135,8 @@ DOWNLOAD = r"""
 import asyncio, json, resource, sys
 from pathlib import Path
 from dreambolt import S3Client
-from dreambolt.transfer import spool_object
-from dreambolt.uri import parse_s3_uri
+from dreambolt.s3.transfer import spool_object
+from dreambolt.s3.uri import parse_s3_uri
 
 endpoint, uri, target, mode, limit = sys.argv[1:]
 if int(limit):  # no tmpfs to be had: a file size limit makes writes fail (EFBIG) instead

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dreambolt.errors import InvalidS3UriError
-from dreambolt.uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
+from dreambolt.s3.uri import S3Uri, glob_match, has_glob, is_local, local_path, parse_s3_uri
 
 W2, E1 = "us-west-2", "us-east-1"
 

@@ -9,12 +9,18 @@ Providers follow the `Embedder` protocol; caches follow `EmbeddingCache` (`Memor
 DuckDB table `_dreambolt_embeddings` through `AsyncCache`).
 """
 
-from ._base import BatchLimits, Embedder, EmbedStats, Vectors, text_hash
-from ._cache import AsyncCache, EmbeddingCache, MemoryCache, Runner, SyncEmbeddingCache
-from ._column import Embeddings, embed_texts, pick_text_column
-from ._providers import MODELS, make_embedder
-from ._stage import EmbedStage
-from ._tokens import estimate
+from dreambolt.embed._base import BatchLimits, Embedder, EmbedStats, Vectors, text_hash
+from dreambolt.embed._cache import (
+    AsyncCache,
+    EmbeddingCache,
+    MemoryCache,
+    Runner,
+    SyncEmbeddingCache,
+)
+from dreambolt.embed._column import Embeddings, embed_texts, pick_text_column
+from dreambolt.embed._providers import MODELS, make_embedder
+from dreambolt.embed._stage import EmbedStage
+from dreambolt.embed._tokens import estimate
 
 __all__ = [
     "MODELS",

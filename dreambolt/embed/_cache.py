@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from ._base import Vectors
+from dreambolt.embed._base import Vectors
 
 __all__ = ["AsyncCache", "EmbeddingCache", "MemoryCache", "Runner", "SyncEmbeddingCache"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from ..errors import EmbeddingError
-from ._base import Embedder, EmbedStats, Vectors, text_hash
-from ._cache import EmbeddingCache
+from dreambolt.embed._base import Embedder, EmbedStats, Vectors, text_hash
+from dreambolt.embed._cache import EmbeddingCache
+from dreambolt.errors import EmbeddingError
 
 __all__ = ["Embeddings", "embed_texts", "pick_text_column"]
 

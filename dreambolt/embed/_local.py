@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import EmbeddingError
-from ._base import EmbedStats, Vectors
+from dreambolt.embed._base import EmbedStats, Vectors
+from dreambolt.errors import EmbeddingError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -23,10 +23,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ..errors import EmbeddingAuthError, EmbeddingError, redact
-from ..retry import MAX_RETRY_AFTER, parse_retry_after
-from ._base import BatchLimits, EmbedStats, Vectors
-from ._tokens import BatchPlanner, TokenCounter, default_counter, prepare
+from dreambolt.embed._base import BatchLimits, EmbedStats, Vectors
+from dreambolt.embed._tokens import BatchPlanner, TokenCounter, default_counter, prepare
+from dreambolt.errors import EmbeddingAuthError, EmbeddingError, redact
+from dreambolt.s3.retry import MAX_RETRY_AFTER, parse_retry_after
 
 __all__ = ["OpenAIEmbedder", "is_retryable", "retry_after"]
 

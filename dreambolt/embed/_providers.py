@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import EmbeddingAuthError
-from ._base import BatchLimits, Embedder
+from dreambolt.embed._base import BatchLimits, Embedder
+from dreambolt.errors import EmbeddingAuthError
 
 __all__ = ["MODELS", "make_embedder"]
 
@@ -46,7 +46,7 @@ def make_embedder(
     """
     name = model.strip()
     if name.lower() == LOCAL_MODEL.lower():
-        from ._local import LocalEmbedder
+        from dreambolt.embed._local import LocalEmbedder
 
         return LocalEmbedder()
     if name in MODELS:
@@ -64,7 +64,7 @@ def make_embedder(
             "server given by --embed-base-url / OPENAI_BASE_URL that needs no key still needs a "
             "non-empty value, e.g. OPENAI_API_KEY=unused)"
         )
-    from ._openai import OpenAIEmbedder
+    from dreambolt.embed._openai import OpenAIEmbedder
 
     return OpenAIEmbedder(
         cache_name,

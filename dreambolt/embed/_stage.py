@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.ipc as pa_ipc
 
-from ..detect import FileFormat
-from ..fetch import Fetched
-from ._base import Embedder, EmbedStats, text_hash
-from ._cache import EmbeddingCache
-from ._column import embed_texts, pick_text_column
-from ._tokens import estimate
+from dreambolt.embed._base import Embedder, EmbedStats, text_hash
+from dreambolt.embed._cache import EmbeddingCache
+from dreambolt.embed._column import embed_texts, pick_text_column
+from dreambolt.embed._tokens import estimate
+from dreambolt.fetch import Fetched
+from dreambolt.formats.detect import FileFormat
 
 __all__ = ["EmbedStage"]
 

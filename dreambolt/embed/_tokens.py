@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ._base import BatchLimits
+from dreambolt.embed._base import BatchLimits
 
 if TYPE_CHECKING:
     import tiktoken

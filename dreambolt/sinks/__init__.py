@@ -1,5 +1,5 @@
 """Destinations DreamBolt writes to (DuckDB by default)."""
 
-from .duckdb import DuckDBSink
+from dreambolt.sinks.duckdb import DuckDBSink
 
 __all__ = ["DuckDBSink"]

@@ -29,8 +29,8 @@ from typing import Literal
 
 import duckdb
 
-from ..errors import SinkError
-from .failures import is_lock_error
+from dreambolt.errors import SinkError
+from dreambolt.sinks.failures import is_lock_error
 
 __all__ = ["MAGIC", "connect", "resolve"]
 

@@ -27,15 +27,22 @@ import polars as pl
 import pyarrow as pa
 from polars.exceptions import PanicException
 
-from ..errors import DreamBoltError, SinkError
-from ..report import FileResult
-from . import destination, ledger
-from .failures import io_failure
-from .frames import FileWrite, FrameStream, Signature, check_lineage, signature, with_lineage
-from .ledger import LEDGER
-from .memory import MemoryCap, parse_size
-from .schema import CAST_MARK, Schemas
-from .sql import Transaction, quote, validate_table_name
+from dreambolt.errors import DreamBoltError, SinkError
+from dreambolt.report import FileResult
+from dreambolt.sinks import destination, ledger
+from dreambolt.sinks.failures import io_failure
+from dreambolt.sinks.frames import (
+    FileWrite,
+    FrameStream,
+    Signature,
+    check_lineage,
+    signature,
+    with_lineage,
+)
+from dreambolt.sinks.ledger import LEDGER
+from dreambolt.sinks.memory import MemoryCap, parse_size
+from dreambolt.sinks.schema import CAST_MARK, Schemas
+from dreambolt.sinks.sql import Transaction, quote, validate_table_name
 
 __all__ = ["LEDGER", "DuckDBSink", "FileWrite", "Written", "quote", "validate_table_name"]
 

@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from ..errors import SinkError
-from . import ledger
-from .failures import io_failure
+from dreambolt.errors import SinkError
+from dreambolt.sinks import ledger
+from dreambolt.sinks.failures import io_failure
 
 __all__ = ["EMBEDDINGS_TABLE", "DuckDBEmbeddingCache"]
 

@@ -15,7 +15,7 @@ import re
 
 import duckdb
 
-from ..errors import SinkError
+from dreambolt.errors import SinkError
 
 __all__ = ["NO_ROOM", "io_failure", "is_lock_error"]
 

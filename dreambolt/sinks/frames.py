@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from ..errors import SinkError
+from dreambolt.errors import SinkError
 
 __all__ = ["LINEAGE", "FileWrite", "FrameStream", "Signature", "check_lineage", "signature",
            "with_lineage"]

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..report import FileResult
+from dreambolt.report import FileResult
 
 __all__ = [
     "CLAIMS", "LEDGER", "active_among", "active_etags", "active_loads", "add", "claim", "create",

@@ -19,7 +19,7 @@ import re
 import threading
 from typing import Any
 
-from ..errors import SinkError
+from dreambolt.errors import SinkError
 
 __all__ = ["PER_COLUMN", "MemoryCap", "parse_size"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import duckdb
 
-from .frames import LINEAGE, Signature
-from .memory import MemoryCap
-from .sql import literal, quote
+from dreambolt.sinks.frames import LINEAGE, Signature
+from dreambolt.sinks.memory import MemoryCap
+from dreambolt.sinks.sql import literal, quote
 
 __all__ = ["CAST_MARK", "Schemas"]
 

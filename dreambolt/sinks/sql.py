@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from ..errors import SinkError
+from dreambolt.errors import SinkError
 
 __all__ = ["Transaction", "literal", "quote", "validate_table_name"]
 

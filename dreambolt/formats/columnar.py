@@ -43,10 +43,16 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from .arrowfit import Fit
-from .deadline import Overran, within
-from .detect import Format
-from .limits import ParseLimits, Refused, Unreadable, check_arrow_schema, check_frame
+from dreambolt.formats.arrowfit import Fit
+from dreambolt.formats.deadline import Overran, within
+from dreambolt.formats.detect import Format
+from dreambolt.formats.limits import (
+    ParseLimits,
+    Refused,
+    Unreadable,
+    check_arrow_schema,
+    check_frame,
+)
 
 __all__ = ["READ_SECONDS", "arrow_frames", "read_arrow"]
 

@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from yarl import URL
 
-from .session import parse_timestamp
+from dreambolt.s3.session import parse_timestamp
 
 __all__ = ["get_small_object"]
 

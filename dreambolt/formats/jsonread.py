@@ -8,8 +8,8 @@ import re
 import duckdb
 import polars as pl
 
-from . import duckread
-from .detect import first_char
+from dreambolt.formats import duckread
+from dreambolt.formats.detect import first_char
 
 __all__ = ["is_document", "read_json"]
 

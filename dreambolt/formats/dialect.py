@@ -22,8 +22,8 @@ from typing import Any
 
 import polars as pl
 
-from .detect import CsvOptions
-from .duckread import on_disk
+from dreambolt.formats.detect import CsvOptions
+from dreambolt.formats.duckread import on_disk
 
 __all__ = [
     "Dialect", "default_dialect", "duckdb_names", "header_in_doubt", "plain", "polars_options",

@@ -23,8 +23,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import S3GenericError, S3IntegrityError, S3RateLimitError
-from .spool import is_disk_full
+from dreambolt.errors import S3GenericError, S3IntegrityError, S3RateLimitError
+from dreambolt.spool import is_disk_full
 
 __all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "is_retryable", "parse_retry_after", "retry_after_of"]
 

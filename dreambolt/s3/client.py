@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 
 from aiobotocore.config import AioConfig
 
-from .checksum import checksum_pair
-from .errors import (
+from dreambolt.errors import (
     S3AuthError,
     S3BaseError,
     S3NotFoundError,
@@ -29,10 +28,11 @@ from .errors import (
     register_secret,
     translate,
 )
-from .retry import RetryPolicy
-from .session import new_session
-from .spool import is_disk_full
-from .uri import S3Uri, glob_match, parse_s3_uri
+from dreambolt.s3.checksum import checksum_pair
+from dreambolt.s3.retry import RetryPolicy
+from dreambolt.s3.session import new_session
+from dreambolt.s3.uri import S3Uri, glob_match, parse_s3_uri
+from dreambolt.spool import is_disk_full
 
 __all__ = ["ObjectInfo", "Progress", "S3Client"]
 
@@ -322,7 +322,7 @@ class S3Client:
         self, uri: str | S3Uri | ObjectInfo, *, progress: Progress | None = None
     ) -> bytes:
         """The whole object, fetched as concurrent ranged GETs pinned to one version."""
-        from .transfer import read_object
+        from dreambolt.s3.transfer import read_object
 
         target = uri if isinstance(uri, ObjectInfo) else _as_uri(uri, require_key=True)
         return (await read_object(self, target, progress=progress))[1]
@@ -332,7 +332,7 @@ class S3Client:
         progress: Progress | None = None,
     ) -> ObjectInfo:
         """Write the object to `path` (via a temporary name, renamed when complete)."""
-        from .transfer import download_object
+        from dreambolt.s3.transfer import download_object
 
         target = uri if isinstance(uri, ObjectInfo) else _as_uri(uri, require_key=True)
         return await download_object(self, target, Path(path), progress=progress)
@@ -341,7 +341,7 @@ class S3Client:
         self, uri: str | S3Uri | ObjectInfo, *, progress: Progress | None = None
     ) -> AsyncIterator[bytes]:
         """The object's bytes in order, one part at a time, with bounded read-ahead."""
-        from .transfer import iter_object
+        from dreambolt.s3.transfer import iter_object
 
         target = uri if isinstance(uri, ObjectInfo) else _as_uri(uri, require_key=True)
         async for chunk in iter_object(self, target, progress=progress):

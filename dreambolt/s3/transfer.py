@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiofiles
 import aiofiles.os
 
-from .checksum import Checksum, from_response
-from .errors import S3BaseError, S3IntegrityError, make_error
-from .presigned import get_small_object
-from .s3 import ObjectInfo, Progress, info_from_response
-from .spool import disk_full_error, is_disk_full
-from .uri import S3Uri
+from dreambolt.errors import S3BaseError, S3IntegrityError, make_error
+from dreambolt.s3.checksum import Checksum, from_response
+from dreambolt.s3.client import ObjectInfo, Progress, info_from_response
+from dreambolt.s3.presigned import get_small_object
+from dreambolt.s3.uri import S3Uri
+from dreambolt.spool import disk_full_error, is_disk_full
 
 if TYPE_CHECKING:
-    from .s3 import S3Client
+    from dreambolt.s3.client import S3Client
 
 __all__ = ["Span", "download_object", "iter_object", "read_object", "split", "spool_object"]
 

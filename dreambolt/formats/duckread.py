@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 if TYPE_CHECKING:
-    from .dialect import Dialect
+    from dreambolt.formats.dialect import Dialect
 
 __all__ = ["on_disk", "read_csv", "read_json"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 
-from .limits import LineGuard, ParseLimits, too_big, too_long
+from dreambolt.formats.limits import LineGuard, ParseLimits, too_big, too_long
 
 __all__ = ["csv_rows", "joined", "record_blocks"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .dialect import Dialect, polars_options
-from .jsondepth import json_too_deep
-from .limits import DType, ParseLimits, nesting, replaced, too_deep
+from dreambolt.formats.dialect import Dialect, polars_options
+from dreambolt.formats.jsondepth import json_too_deep
+from dreambolt.formats.limits import DType, ParseLimits, nesting, replaced, too_deep
 
 __all__ = ["faithful", "later_block", "merged"]
 

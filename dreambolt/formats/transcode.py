@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Iterator
 
-from .limits import Unreadable
+from dreambolt.formats.limits import Unreadable
 
 __all__ = ["encoding_of", "transcoded", "transcoded_bytes"]
 

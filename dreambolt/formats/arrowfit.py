@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .limits import Unreadable
+from dreambolt.formats.limits import Unreadable
 
 __all__ = ["Fit", "to_frame"]
 

@@ -30,12 +30,18 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from . import duckread
-from .blocks import csv_rows, joined, record_blocks
-from .columnar import arrow_frames, read_arrow
-from .compression import READ_BYTES, decompress_capped, decompressed, decompressed_copy
-from .csvread import eol_of, read_first, without_blank_lines
-from .detect import (
+from dreambolt.errors import FormatError
+from dreambolt.formats import duckread
+from dreambolt.formats.blocks import csv_rows, joined, record_blocks
+from dreambolt.formats.columnar import arrow_frames, read_arrow
+from dreambolt.formats.compression import (
+    READ_BYTES,
+    decompress_capped,
+    decompressed,
+    decompressed_copy,
+)
+from dreambolt.formats.csvread import eol_of, read_first, without_blank_lines
+from dreambolt.formats.detect import (
     HEAD_BYTES,
     NO_OPTIONS,
     TEXT_KINDS,
@@ -47,11 +53,10 @@ from .detect import (
     first_char,
     is_text,
 )
-from .dialect import Dialect, plain
-from .errors import FormatError
-from .jsondepth import json_too_deep
-from .jsonread import is_document, read_json
-from .limits import (
+from dreambolt.formats.dialect import Dialect, plain
+from dreambolt.formats.jsondepth import json_too_deep
+from dreambolt.formats.jsonread import is_document, read_json
+from dreambolt.formats.limits import (
     DEFAULT_LIMITS,
     LineGuard,
     ParseLimits,
@@ -62,9 +67,9 @@ from .limits import (
     nesting,
     too_deep,
 )
-from .parse_errors import FATAL, translated
-from .transcode import encoding_of, transcoded, transcoded_bytes
-from .widening import faithful, later_block
+from dreambolt.formats.parse_errors import FATAL, translated
+from dreambolt.formats.transcode import encoding_of, transcoded, transcoded_bytes
+from dreambolt.formats.widening import faithful, later_block
 
 __all__ = [
     "DEFAULT_LIMITS", "HEAD_BYTES", "NO_OPTIONS", "Compression", "CsvOptions", "FileFormat",

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from .detect import FileFormat, is_text
-from .errors import FormatError
-from .limits import Refused
+from dreambolt.errors import FormatError
+from dreambolt.formats.detect import FileFormat, is_text
+from dreambolt.formats.limits import Refused
 
 __all__ = ["FATAL", "translated"]
 

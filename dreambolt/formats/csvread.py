@@ -16,9 +16,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from . import duckread
-from .detect import CsvOptions
-from .dialect import (
+from dreambolt.formats import duckread
+from dreambolt.formats.detect import CsvOptions
+from dreambolt.formats.dialect import (
     Dialect,
     default_dialect,
     duckdb_names,
@@ -27,7 +27,7 @@ from .dialect import (
     polars_options,
     sniff,
 )
-from .limits import Unreadable
+from dreambolt.formats.limits import Unreadable
 
 __all__ = [
     "SNIFF_BYTES", "eol_of", "read_first", "read_polars", "sample_of", "without_blank_lines",
