@@ -34,6 +34,7 @@ venv: $(VENV)/.test $(VENV)/.corpus
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check dreambolt tests scripts
+	$(BIN)/ruff format --check dreambolt tests scripts
 	$(BIN)/mypy
 
 test: lint $(VENV)/.corpus

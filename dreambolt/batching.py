@@ -42,8 +42,13 @@ class Batches:
     """Groups of parsed files for the writer, parsed ahead while it writes the previous one."""
 
     def __init__(
-        self, arrived: asyncio.Queue[Item], *, expected: int, limit: int,
-        limits: ParseLimits = DEFAULT_LIMITS, feeders: Iterable[asyncio.Task[None]] = (),
+        self,
+        arrived: asyncio.Queue[Item],
+        *,
+        expected: int,
+        limit: int,
+        limits: ParseLimits = DEFAULT_LIMITS,
+        feeders: Iterable[asyncio.Task[None]] = (),
     ) -> None:
         """`feeders` are the tasks that put files on `arrived`: should one of them die, the
         writer learns of it (its error is raised by `next`) instead of waiting forever."""
@@ -116,8 +121,9 @@ class Batches:
             while True:
                 watched = [t for t in (self._task, *self._feeders) if not t.done()]
                 left = None if deadline is None else max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait([getter, *watched], timeout=left,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    [getter, *watched], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
                 if getter in done:
                     taken = True
                     return getter.result()
@@ -136,7 +142,8 @@ class Batches:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise StageError(
                     f"a pipeline stage stopped unexpectedly ({task.get_name()}): "
-                    f"{task.exception()!r}") from task.exception()
+                    f"{task.exception()!r}"
+                ) from task.exception()
 
     async def close(self) -> list[Item]:
         """Stop parsing; return the files still held here (for the caller to discard)."""
@@ -145,7 +152,6 @@ class Batches:
         left = [*self._carry, *(item for batch in drain(self.parsed) for item in batch)]
         self._carry = []
         return left
-
 
     def _worth_waiting(self, batch: list[Item], now: float) -> bool:
         """Only a group of small parsed files gains by waiting (a big file being streamed from

@@ -35,9 +35,22 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 
 T = TypeVar("T")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1000, "KIB": 1024, "M": 1024**2, "MB": 1000**2,
-          "MIB": 1024**2, "G": 1024**3, "GB": 1000**3, "GIB": 1024**3, "T": 1024**4,
-          "TB": 1000**4, "TIB": 1024**4}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1024**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1024**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1024**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
 
 
 def parse_size(text: str) -> int:
@@ -106,20 +119,49 @@ def cli(verbose: int) -> None:
 def s3_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The S3 connection options shared by `ingest` and `ls`."""
     options = [
-        click.option("--endpoint-url", envvar=["DREAMBOLT_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                     "AWS_ENDPOINT_URL"], help="S3-compatible endpoint (MinIO, R2, moto, …)."),
-        click.option("--region", envvar="DREAMBOLT_REGION",
-                     help="Default region (else the bucket's own, asked of S3)."),
+        click.option(
+            "--endpoint-url",
+            envvar=["DREAMBOLT_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+            help="S3-compatible endpoint (MinIO, R2, moto, …).",
+        ),
+        click.option(
+            "--region",
+            envvar="DREAMBOLT_REGION",
+            help="Default region (else the bucket's own, asked of S3).",
+        ),
         click.option("--profile", envvar="DREAMBOLT_PROFILE", help="AWS profile (or AWS_PROFILE)."),
-        click.option("--concurrency", type=click.IntRange(1, 512), default=64, show_default=True,
-                     envvar="DREAMBOLT_CONCURRENCY", help="Requests in flight at once."),
-        click.option("--part-size", type=SizeType(), default="8MiB", show_default=True,
-                     envvar="DREAMBOLT_PART_SIZE",
-                     help="Bytes per ranged GET: 8MiB, 16MB, 1048576."),
-        click.option("--max-retries", type=click.IntRange(0, 50), default=3, show_default=True,
-                     envvar="DREAMBOLT_MAX_RETRIES", help="Retries after the first attempt."),
-        click.option("--backoff", type=click.FloatRange(0), default=2.0, show_default=True,
-                     envvar="DREAMBOLT_BACKOFF", help="Backoff factor in seconds (full jitter)."),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 512),
+            default=64,
+            show_default=True,
+            envvar="DREAMBOLT_CONCURRENCY",
+            help="Requests in flight at once.",
+        ),
+        click.option(
+            "--part-size",
+            type=SizeType(),
+            default="8MiB",
+            show_default=True,
+            envvar="DREAMBOLT_PART_SIZE",
+            help="Bytes per ranged GET: 8MiB, 16MB, 1048576.",
+        ),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(0, 50),
+            default=3,
+            show_default=True,
+            envvar="DREAMBOLT_MAX_RETRIES",
+            help="Retries after the first attempt.",
+        ),
+        click.option(
+            "--backoff",
+            type=click.FloatRange(0),
+            default=2.0,
+            show_default=True,
+            envvar="DREAMBOLT_BACKOFF",
+            help="Backoff factor in seconds (full jitter).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -131,15 +173,22 @@ def _csv_options(params: dict[str, Any]) -> CsvOptions:
     delimiter = params["csv_delimiter"]
     if delimiter is not None:
         delimiter = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(delimiter, delimiter)
-    return CsvOptions(delimiter=delimiter, header=params["csv_header"],
-                      skip_rows=params["csv_skip_rows"], encoding=params["encoding"])
+    return CsvOptions(
+        delimiter=delimiter,
+        header=params["csv_header"],
+        skip_rows=params["csv_skip_rows"],
+        encoding=params["encoding"],
+    )
 
 
 def _client_options(params: dict[str, Any]) -> dict[str, Any]:
     return {
-        "endpoint_url": params["endpoint_url"], "region": params["region"],
-        "profile": params["profile"], "concurrency": params["concurrency"],
-        "part_size": params["part_size"], "max_retries": params["max_retries"],
+        "endpoint_url": params["endpoint_url"],
+        "region": params["region"],
+        "profile": params["profile"],
+        "concurrency": params["concurrency"],
+        "part_size": params["part_size"],
+        "max_retries": params["max_retries"],
         "backoff_factor": params["backoff"],
     }
 
@@ -156,41 +205,106 @@ def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]
 
 @cli.command()
 @click.argument("uris", nargs=-1)
-@click.option("--table", envvar="DREAMBOLT_TABLE",
-              help="Table to load into (default: from the URI).")
-@click.option("--db", default="dreambolt.duckdb", show_default=True, envvar="DREAMBOLT_DB",
-              help="DuckDB database file.")
-@click.option("--format", "format_", envvar="DREAMBOLT_FORMAT",
-              help="Override detection: csv, tsv, parquet, ndjson, json, ipc, csv.gz, …")
-@click.option("--embed", "embed", metavar="MODEL", envvar="DREAMBOLT_EMBED",
-              help="Add an `embedding` column: text-embedding-ada-002, text-embedding-3-small, "
-                   "openai:NAME, or local:all-MiniLM-L6-v2 (needs the [local] extra).")
-@click.option("--embed-column", metavar="COL", envvar="DREAMBOLT_EMBED_COLUMN",
-              help="Text column to embed (default: `text`, else the only string column).")
-@click.option("--embed-base-url", metavar="URL", envvar="DREAMBOLT_EMBED_BASE_URL",
-              help="OpenAI-compatible API base URL (else OPENAI_BASE_URL).")
+@click.option(
+    "--table", envvar="DREAMBOLT_TABLE", help="Table to load into (default: from the URI)."
+)
+@click.option(
+    "--db",
+    default="dreambolt.duckdb",
+    show_default=True,
+    envvar="DREAMBOLT_DB",
+    help="DuckDB database file.",
+)
+@click.option(
+    "--format",
+    "format_",
+    envvar="DREAMBOLT_FORMAT",
+    help="Override detection: csv, tsv, parquet, ndjson, json, ipc, csv.gz, …",
+)
+@click.option(
+    "--embed",
+    "embed",
+    metavar="MODEL",
+    envvar="DREAMBOLT_EMBED",
+    help="Add an `embedding` column: text-embedding-ada-002, text-embedding-3-small, "
+    "openai:NAME, or local:all-MiniLM-L6-v2 (needs the [local] extra).",
+)
+@click.option(
+    "--embed-column",
+    metavar="COL",
+    envvar="DREAMBOLT_EMBED_COLUMN",
+    help="Text column to embed (default: `text`, else the only string column).",
+)
+@click.option(
+    "--embed-base-url",
+    metavar="URL",
+    envvar="DREAMBOLT_EMBED_BASE_URL",
+    help="OpenAI-compatible API base URL (else OPENAI_BASE_URL).",
+)
 @s3_options
-@click.option("--on-error", type=click.Choice(["skip", "abort"]), default="skip",
-              show_default=True, envvar="DREAMBOLT_ON_ERROR",
-              help="Skip unreadable objects and go on, or stop at the first failure.")
-@click.option("--mode", type=click.Choice(["append", "replace"]), default="append",
-              show_default=True, envvar="DREAMBOLT_MODE", help="replace rebuilds the table.")
-@click.option("--preserve-order", is_flag=True, envvar="DREAMBOLT_PRESERVE_ORDER",
-              help="Keep each file's rows in file order in the table (slower for big files).")
-@click.option("--max-line-size", type=SizeType(), default="64MiB", show_default=True,
-              envvar="DREAMBOLT_MAX_LINE_SIZE",
-              help="Longest line (record) of a CSV/NDJSON file; a file with a longer one fails.")
-@click.option("--max-columns", type=click.IntRange(1), default=10_000, show_default=True,
-              envvar="DREAMBOLT_MAX_COLUMNS", help="A file with more columns fails.")
-@click.option("--csv-delimiter", metavar="CHAR", envvar="DREAMBOLT_CSV_DELIMITER",
-              help="CSV/TSV field delimiter, e.g. ';' or '\\t' (default: detected).")
-@click.option("--csv-header/--no-csv-header", default=None, envvar="DREAMBOLT_CSV_HEADER",
-              help="Whether the first line names the columns (default: detected).")
-@click.option("--csv-skip-rows", type=click.IntRange(0), metavar="N",
-              envvar="DREAMBOLT_CSV_SKIP_ROWS",
-              help="Lines to skip before the header or data (default: detected).")
-@click.option("--encoding", metavar="NAME", envvar="DREAMBOLT_ENCODING",
-              help="Encoding of text files, e.g. latin-1, cp1252, utf-16 (default: UTF-8).")
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "abort"]),
+    default="skip",
+    show_default=True,
+    envvar="DREAMBOLT_ON_ERROR",
+    help="Skip unreadable objects and go on, or stop at the first failure.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["append", "replace"]),
+    default="append",
+    show_default=True,
+    envvar="DREAMBOLT_MODE",
+    help="replace rebuilds the table.",
+)
+@click.option(
+    "--preserve-order",
+    is_flag=True,
+    envvar="DREAMBOLT_PRESERVE_ORDER",
+    help="Keep each file's rows in file order in the table (slower for big files).",
+)
+@click.option(
+    "--max-line-size",
+    type=SizeType(),
+    default="64MiB",
+    show_default=True,
+    envvar="DREAMBOLT_MAX_LINE_SIZE",
+    help="Longest line (record) of a CSV/NDJSON file; a file with a longer one fails.",
+)
+@click.option(
+    "--max-columns",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    envvar="DREAMBOLT_MAX_COLUMNS",
+    help="A file with more columns fails.",
+)
+@click.option(
+    "--csv-delimiter",
+    metavar="CHAR",
+    envvar="DREAMBOLT_CSV_DELIMITER",
+    help="CSV/TSV field delimiter, e.g. ';' or '\\t' (default: detected).",
+)
+@click.option(
+    "--csv-header/--no-csv-header",
+    default=None,
+    envvar="DREAMBOLT_CSV_HEADER",
+    help="Whether the first line names the columns (default: detected).",
+)
+@click.option(
+    "--csv-skip-rows",
+    type=click.IntRange(0),
+    metavar="N",
+    envvar="DREAMBOLT_CSV_SKIP_ROWS",
+    help="Lines to skip before the header or data (default: detected).",
+)
+@click.option(
+    "--encoding",
+    metavar="NAME",
+    envvar="DREAMBOLT_ENCODING",
+    help="Encoding of text files, e.g. latin-1, cp1252, utf-16 (default: UTF-8).",
+)
 @click.option("--include", multiple=True, metavar="GLOB", help="Only keys matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Drop keys matching (repeatable).")
 @click.option("--from-file", type=click.File("r"), help="Read URIs, one a line, from FILE or -.")
@@ -202,8 +316,11 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
     err, out = _consoles()
     inputs = _read_inputs(uris, params["from_file"])
     if not inputs:
-        _fail(err, "no input: name S3 URIs or paths (e.g. s3://my-bucket/data/*.csv), or use "
-              "--from-file", EXIT_USAGE)
+        _fail(
+            err,
+            "no input: name S3 URIs or paths (e.g. s3://my-bucket/data/*.csv), or use --from-file",
+            EXIT_USAGE,
+        )
     try:
         if params["table"] is not None:
             validate_table_name(params["table"])
@@ -213,11 +330,18 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
     listener = RichListener(err, quiet=quiet)
     try:
         ingester = Ingester(
-            params["db"], on_error=params["on_error"], format=params["format_"],
-            listener=listener, s3_options=_client_options(params), embed=params["embed"],
-            embed_column=params["embed_column"], embed_base_url=params["embed_base_url"],
-            preserve_order=params["preserve_order"], max_line_bytes=params["max_line_size"],
-            max_columns=params["max_columns"], csv=_csv_options(params),
+            params["db"],
+            on_error=params["on_error"],
+            format=params["format_"],
+            listener=listener,
+            s3_options=_client_options(params),
+            embed=params["embed"],
+            embed_column=params["embed_column"],
+            embed_base_url=params["embed_base_url"],
+            preserve_order=params["preserve_order"],
+            max_line_bytes=params["max_line_size"],
+            max_columns=params["max_columns"],
+            csv=_csv_options(params),
         )
     except ValueError as exc:  # an unknown embedding model, a bad CSV option
         _fail(err, str(exc), EXIT_USAGE)
@@ -228,8 +352,11 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
         async with ingester:
             with listener:
                 return await ingester.ingest(
-                    inputs, table=params["table"], mode=params["mode"],
-                    include=params["include"], exclude=params["exclude"],
+                    inputs,
+                    table=params["table"],
+                    mode=params["mode"],
+                    include=params["include"],
+                    exclude=params["exclude"],
                     dry_run=params["dry_run"],
                 )
 
@@ -242,8 +369,10 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
             if params["as_json"]:
                 out.print_json(json.dumps(partial.to_dict(), default=str))
             if not params["quiet"]:
-                err.print("[yellow]interrupted[/]: every file is either fully loaded or not at "
-                          "all; the files below are those that committed")
+                err.print(
+                    "[yellow]interrupted[/]: every file is either fully loaded or not at "
+                    "all; the files below are those that committed"
+                )
                 print_summary(err, partial)
         sys.exit(EXIT_INTERRUPTED)
     except InvalidS3UriError as exc:
@@ -259,8 +388,12 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
     elif not report.ok:
         for result in report.files:
             if result.status in ("skipped", "failed") and result.error:
-                err.print(f"{result.status} {result.uri}: {result.error.message}",
-                          highlight=False, soft_wrap=True, markup=False)
+                err.print(
+                    f"{result.status} {result.uri}: {result.error.message}",
+                    highlight=False,
+                    soft_wrap=True,
+                    markup=False,
+                )
     if report.aborted:
         sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_OK if report.ok else EXIT_PARTIAL)
@@ -280,8 +413,12 @@ def ls_command(uris: tuple[str, ...], **params: Any) -> None:
         for src in sources:
             when = src.info.last_modified if src.info else None
             stamp = when.strftime("%Y-%m-%d %H:%M:%S") if when else " " * 19
-            out.print(f"{stamp} {src.size:>12} {human_bytes(src.size):>10} {src.etag or '-'} "
-                      f"{src.uri}", markup=False, highlight=False, soft_wrap=True)
+            out.print(
+                f"{stamp} {src.size:>12} {human_bytes(src.size):>10} {src.etag or '-'} {src.uri}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         for shown, exc in failures:
             err.print(f"[red]error:[/] {shown}: {exc}", highlight=False, soft_wrap=True)
         return EXIT_PARTIAL if failures else EXIT_OK
@@ -297,8 +434,9 @@ def ls_command(uris: tuple[str, ...], **params: Any) -> None:
 
 
 @cli.command()
-@click.option("--db", default="dreambolt-demo.duckdb", show_default=True,
-              help="DuckDB file the demo writes.")
+@click.option(
+    "--db", default="dreambolt-demo.duckdb", show_default=True, help="DuckDB file the demo writes."
+)
 def demo(db: str) -> None:
     """Run the main job on an embedded default: a local moto S3, sample data, a DuckDB file."""
     from dreambolt.demo import run_demo

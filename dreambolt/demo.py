@@ -61,7 +61,8 @@ def moto_server(timeout: float = 30.0) -> Iterator[str]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_until_up(proc, url, log, timeout)
@@ -75,9 +76,7 @@ def moto_server(timeout: float = 30.0) -> Iterator[str]:
                 proc.wait()
 
 
-def _wait_until_up(
-    proc: subprocess.Popen[bytes], url: str, log: IO[bytes], timeout: float
-) -> None:
+def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log: IO[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -104,16 +103,27 @@ def sample_objects() -> dict[str, bytes]:
         "4,chloé,FR,15.25,2024-02-01T09:00:00,\n"
         "5,dev,IN,3.10,2024-02-11T19:45:00,gift\n"
     )
-    march = pl.DataFrame({
-        "event_id": [6, 7], "user": ["emeka", "fatima"], "country": ["NG", "MA"],
-        "amount": [42.0, 8.75], "device": ["ios", "web"],
-    })
+    march = pl.DataFrame(
+        {
+            "event_id": [6, 7],
+            "user": ["emeka", "fatima"],
+            "country": ["NG", "MA"],
+            "amount": [42.0, 8.75],
+            "device": ["ios", "web"],
+        }
+    )
     parquet = io.BytesIO()
     march.write_parquet(parquet)
-    april = "\n".join(json.dumps(r) for r in [
-        {"event_id": 8, "user": "gus", "country": "AR", "amount": 5.5, "device": "android"},
-        {"event_id": 9, "user": "hana", "country": "JP", "amount": 61.0, "device": "web"},
-    ]) + "\n"
+    april = (
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"event_id": 8, "user": "gus", "country": "AR", "amount": 5.5, "device": "android"},
+                {"event_id": 9, "user": "hana", "country": "JP", "amount": 61.0, "device": "web"},
+            ]
+        )
+        + "\n"
+    )
     return {
         "events/2024-01.csv": january.encode(),
         "events/2024-02.csv.gz": gzip.compress(february.encode()),
@@ -147,8 +157,9 @@ async def run_demo(db: str, err: Console, out: Console) -> int:
         for attempt in ("first run", "second run (exactly-once: nothing is loaded twice)"):
             err.print(f"\n[bold]dreambolt ingest {uri} --table events --db {db}[/]  ({attempt})")
             listener = RichListener(err)
-            async with Ingester(db, listener=listener,
-                                s3_options={"endpoint_url": endpoint}) as ingester:
+            async with Ingester(
+                db, listener=listener, s3_options={"endpoint_url": endpoint}
+            ) as ingester:
                 with listener:
                     report = await ingester.ingest([uri], table="events")
             print_summary(err, report)
@@ -171,4 +182,3 @@ async def run_demo(db: str, err: Console, out: Console) -> int:
     if problems != expected_problem:
         raise DreamBoltError(f"demo: unexpected outcome, problems were {sorted(problems)}")
     return 0
-

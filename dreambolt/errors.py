@@ -135,7 +135,9 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+"),
     # header-style signatures
     re.compile(r"(?i)(Signature=)[0-9a-f]{16,}"),
-    re.compile(r"(?i)((?:aws_secret_access_key|aws_session_token|secret|token|password)\s*[=:]\s*)['\"]?[^\s'\",;]+"),
+    re.compile(
+        r"(?i)((?:aws_secret_access_key|aws_session_token|secret|token|password)\s*[=:]\s*)['\"]?[^\s'\",;]+"
+    ),
 ]
 _known_secrets: set[str] = set()
 
@@ -162,16 +164,35 @@ def redact(text: str) -> str:
 # --- translation -----------------------------------------------------------------------------
 
 _AUTH_CODES = {
-    "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "InvalidToken", "TokenRefreshRequired",
-    "RequestTimeTooSkewed", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "AccountProblem",
+    "InvalidSecurity",
+    "UnauthorizedAccess",
 }
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "NoSuchUpload"}
 _RATE_CODES = {
-    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
-    "RequestThrottledException", "RequestLimitExceeded", "TooManyRequests",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "BandwidthLimitExceeded",
-    "EC2ThrottledException", "PriorRequestNotComplete", "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "BandwidthLimitExceeded",
+    "EC2ThrottledException",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
 }
 _CHANGED_CODES = {"PreconditionFailed"}
 
@@ -255,13 +276,21 @@ def translate(exc: BaseException, uri: str) -> S3BaseError:
         what = "no AWS credentials found" if isinstance(exc, bce.NoCredentialsError) else str(exc)
         err: S3BaseError = S3AuthError(
             f"{uri}: {what}; {_NO_CREDENTIALS_HINT}",
-            uri=uri, code="NoCredentials", status=None, hint=_NO_CREDENTIALS_HINT,
+            uri=uri,
+            code="NoCredentials",
+            status=None,
+            hint=_NO_CREDENTIALS_HINT,
         )
         err.__cause__ = exc
         return err
     if isinstance(exc, bce.FlexibleChecksumError):
-        err = make_error(S3IntegrityError, uri=uri, code="ChecksumMismatch", status=None,
-                         detail="the checksum of the bytes read differs from the object's checksum")
+        err = make_error(
+            S3IntegrityError,
+            uri=uri,
+            code="ChecksumMismatch",
+            status=None,
+            detail="the checksum of the bytes read differs from the object's checksum",
+        )
     elif isinstance(exc, bce.ClientError):
         response: dict[str, Any] = exc.response or {}
         error = response.get("Error", {}) or {}
@@ -274,16 +303,26 @@ def translate(exc: BaseException, uri: str) -> S3BaseError:
             code = _HEAD_CODES.get(code, code)
         detail = error.get("Message") or None
         err = make_error(
-            None, uri=uri, code=code, status=status,
-            request_id=meta.get("RequestId"), detail=detail,
+            None,
+            uri=uri,
+            code=code,
+            status=status,
+            request_id=meta.get("RequestId"),
+            detail=detail,
         )
         err.retry_after = _retry_after(meta.get("HTTPHeaders") or {})
     elif isinstance(exc, asyncio.TimeoutError | TimeoutError) or _is_timeout(exc):
-        err = make_error(S3GenericError, uri=uri, code="Timeout", status=None,
-                         detail=f"timed out ({type(exc).__name__})")
+        err = make_error(
+            S3GenericError,
+            uri=uri,
+            code="Timeout",
+            status=None,
+            detail=f"timed out ({type(exc).__name__})",
+        )
     else:
-        err = make_error(S3GenericError, uri=uri, code=type(exc).__name__, status=None,
-                         detail=str(exc) or None)
+        err = make_error(
+            S3GenericError, uri=uri, code=type(exc).__name__, status=None, detail=str(exc) or None
+        )
     err.__cause__ = exc
     return err
 

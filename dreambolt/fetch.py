@@ -109,8 +109,11 @@ class GrowingFile:
             while True:
                 with self._lock:
                     self._lock.wait_for(
-                        lambda at=position: self._error is not None or self._done  # type: ignore[misc]
-                        or self._ready > at
+                        lambda at=position: (
+                            self._error is not None
+                            or self._done  # type: ignore[misc]
+                            or self._ready > at
+                        )
                     )
                     self.check()
                     ready, done = self._ready, self._done
@@ -162,8 +165,9 @@ class Fetched:
                     pieces = self.growing.pieces()  # parse while it downloads
                 else:
                     self.growing.wait()
-            yield from iter_file(self.path, self.fmt, name=self.source.uri, pieces=pieces,
-                                 limits=limits)
+            yield from iter_file(
+                self.path, self.fmt, name=self.source.uri, pieces=pieces, limits=limits
+            )
 
     def discard(self) -> None:
         """Stop a download still running and remove the spooled copy, if any (on the loop)."""
@@ -184,10 +188,17 @@ class Failed:
 
 
 async def fetch(
-    src: Source, *, client: Callable[[], Awaitable[S3Client]], spool: Path,
-    declared: str | None, spool_threshold: int, progress: Progress, defer_text: bool = False,
+    src: Source,
+    *,
+    client: Callable[[], Awaitable[S3Client]],
+    spool: Path,
+    declared: str | None,
+    spool_threshold: int,
+    progress: Progress,
+    defer_text: bool = False,
     options: CsvOptions = NO_OPTIONS,
-    limits: ParseLimits = DEFAULT_LIMITS, unpacked_limit: int | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    unpacked_limit: int | None = None,
 ) -> Fetched:
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
 
@@ -213,12 +224,19 @@ async def fetch(
         if big:  # spooled, and parsed while the rest of it is still arriving
             target = spool / uuid.uuid4().hex
             growing = GrowingFile(target, src.size)
-            download: asyncio.Task[object] = asyncio.create_task(spool_object(
-                s3, src.info, target, progress=progress, on_range=growing.landed
-            ))
+            download: asyncio.Task[object] = asyncio.create_task(
+                spool_object(s3, src.info, target, progress=progress, on_range=growing.landed)
+            )
             download.add_done_callback(growing.finished)
-            item = Fetched(src, src.etag, src.size, path=target, spooled=True, growing=growing,
-                           download=download)
+            item = Fetched(
+                src,
+                src.etag,
+                src.size,
+                path=target,
+                spooled=True,
+                growing=growing,
+                download=download,
+            )
             try:
                 await growing.head.wait()
                 growing.check()

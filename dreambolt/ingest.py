@@ -53,6 +53,7 @@ OnError = Literal["skip", "abort"]
 Mode = Literal["append", "replace"]
 INGEST_CONCURRENCY = 64
 
+
 class Ingester:
     """Loads files from S3 or local disk into polars frames (`load`) or a DuckDB table (`ingest`).
 
@@ -169,22 +170,37 @@ class Ingester:
         return self._sink
 
     async def _fetch(
-        self, src: Source, spool: Path, declared: str | None, *, in_memory: bool = False,
+        self,
+        src: Source,
+        spool: Path,
+        declared: str | None,
+        *,
+        in_memory: bool = False,
         defer_text: bool = False,
     ) -> Fetched:
         # load() returns the whole frame anyway: read the object in memory (up to the budget)
         # and parse it at once, which is faster than spooling it and parsing batches.
         threshold = self.memory_budget if in_memory else self.spool_threshold
         return await fetch(
-            src, client=self._s3, spool=spool, declared=declared, spool_threshold=threshold,
-            progress=partial(self.listener.advanced, src.uri), defer_text=defer_text,
-            limits=self.limits, options=self.csv,
+            src,
+            client=self._s3,
+            spool=spool,
+            declared=declared,
+            spool_threshold=threshold,
+            progress=partial(self.listener.advanced, src.uri),
+            defer_text=defer_text,
+            limits=self.limits,
+            options=self.csv,
         )
 
     # --- load ----------------------------------------------------------------------------
 
     async def load(
-        self, uri: str, *, format: str | None = None, embed: str | Embedder | None = None,
+        self,
+        uri: str,
+        *,
+        format: str | None = None,
+        embed: str | Embedder | None = None,
         embed_column: str | None = None,
     ) -> pl.DataFrame:
         """Read a file (or every file under a prefix/glob) into one polars DataFrame.
@@ -195,8 +211,11 @@ class Ingester:
         sources, failures = await expand([uri], self._s3)
         if failures:
             raise failures[0][1]
-        embedder = (make_embedder(embed, base_url=self.embed_base_url) if isinstance(embed, str)
-                    else embed or self.embedder)
+        embedder = (
+            make_embedder(embed, base_url=self.embed_base_url)
+            if isinstance(embed, str)
+            else embed or self.embedder
+        )
         stage = None
         if embedder is not None:
             stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
@@ -204,9 +223,14 @@ class Ingester:
         try:
             declared = format or self.format
             frames = await load_frames(
-                sources, lambda src: self._fetch(src, spool.path, declared, in_memory=True),
-                spool=spool.path, budget=self.memory_budget, files_in_flight=self.files_in_flight,
-                limits=self.limits, stage=stage)
+                sources,
+                lambda src: self._fetch(src, spool.path, declared, in_memory=True),
+                spool=spool.path,
+                budget=self.memory_budget,
+                files_in_flight=self.files_in_flight,
+                limits=self.limits,
+                stage=stage,
+            )
         finally:
             spool.close()
             if isinstance(embed, str) and embedder is not None:
@@ -236,14 +260,17 @@ class Ingester:
         """
         inputs = [uris] if isinstance(uris, str) else list(uris)
         if not inputs:
-            raise InvalidS3UriError("no input given: name at least one S3 URI or local path, "
-                                    "e.g. s3://my-bucket/path/to/file.csv")
+            raise InvalidS3UriError(
+                "no input given: name at least one S3 URI or local path, "
+                "e.g. s3://my-bucket/path/to/file.csv"
+            )
         if mode not in ("append", "replace"):
             raise ValueError(f"mode must be 'append' or 'replace', got {mode!r}")
         table = validate_table_name(table) if table is not None else default_table_name(inputs)
         started = time.monotonic()
-        report = IngestReport(table=table, db=self.db, started_at=datetime.now(UTC),
-                              dry_run=dry_run)
+        report = IngestReport(
+            table=table, db=self.db, started_at=datetime.now(UTC), dry_run=dry_run
+        )
         self.last_report = report
         opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
         try:
@@ -255,19 +282,34 @@ class Ingester:
         for _, exc in failures:
             if is_fatal(exc):
                 raise exc
-        run = Run(table, uuid.uuid4().hex, report, Path(), ByteBudget(self.memory_budget),
-                  limits=self.limits)
+        run = Run(
+            table,
+            uuid.uuid4().hex,
+            report,
+            Path(),
+            ByteBudget(self.memory_budget),
+            limits=self.limits,
+        )
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
         pending = {s.uri for s in todo}
         writer = Writer(sink, self._db, self.listener)
-        await writer.settle(run, [
-            *(FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
-              for src in sources if src.uri not in pending),
-            *(FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
-              for shown, exc in failures),
-        ], dry_run)
+        await writer.settle(
+            run,
+            [
+                *(
+                    FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
+                    for src in sources
+                    if src.uri not in pending
+                ),
+                *(
+                    FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
+                    for shown, exc in failures
+                ),
+            ],
+            dry_run,
+        )
         if failures and self.on_error == "abort" and not dry_run:
             # An input that could not be expanded is the first failure: nothing more is fetched.
             report.aborted = True
@@ -275,8 +317,9 @@ class Ingester:
             todo = []
         if self.embedder is not None:
             cache = await self._db(DuckDBEmbeddingCache, sink.con)
-            run.embed = EmbedStage(self.embedder, AsyncCache(cache, run=self._db),
-                                   self.embed_column)
+            run.embed = EmbedStage(
+                self.embedder, AsyncCache(cache, run=self._db), self.embed_column
+            )
         spool = open_spool()
         run.spool = spool.path
         try:
@@ -291,23 +334,32 @@ class Ingester:
         finally:
             spool.close()
             if run.embed is not None:
-                report.embedding = {"model": self.embedder.model if self.embedder else None,
-                                    **run.embed.stats.as_dict()}
+                report.embedding = {
+                    "model": self.embedder.model if self.embedder else None,
+                    **run.embed.stats.as_dict(),
+                }
             report.seconds = time.monotonic() - started
         return report
 
-    async def _plan(self, run: Run, todo: list[Source], loaded: dict[str, str | None],
-                    declared: str | None) -> None:
+    async def _plan(
+        self, run: Run, todo: list[Source], loaded: dict[str, str | None], declared: str | None
+    ) -> None:
         """Dry run: what a real run would do to each file (with --embed: texts and tokens, for
         which the new and changed files are downloaded and parsed, but nothing is written)."""
         for src in todo:
-            result = FileResult(src.uri, "planned", bytes=src.size, etag=src.etag,
-                                table=run.table,
-                                action="changed" if src.uri in loaded else "new")
+            result = FileResult(
+                src.uri,
+                "planned",
+                bytes=src.size,
+                etag=src.etag,
+                table=run.table,
+                action="changed" if src.uri in loaded else "new",
+            )
             if run.embed is not None:
                 try:
                     result.texts, result.tokens = await run.embed.plan(
-                        await self._fetch(src, run.spool, declared))
+                        await self._fetch(src, run.spool, declared)
+                    )
                 except BaseException as exc:
                     if not is_contained(exc):
                         raise
@@ -346,11 +398,13 @@ class Ingester:
             for src in pending:  # shared: each file is taken by exactly one worker
                 await produce(src)
 
-        producers = [asyncio.create_task(work())
-                     for _ in range(min(self.files_in_flight, len(todo)))]
+        producers = [
+            asyncio.create_task(work()) for _ in range(min(self.files_in_flight, len(todo)))
+        ]
         limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
-        batches = Batches(run.queue, expected=len(todo), limit=limit, limits=self.limits,
-                          feeders=producers)
+        batches = Batches(
+            run.queue, expected=len(todo), limit=limit, limits=self.limits, feeders=producers
+        )
         done: set[str] = set()
         try:
             while batches.left:
@@ -375,4 +429,3 @@ class Ingester:
             discard([*await batches.close(), *drain(run.queue)])
         if run.report.aborted:
             writer.not_attempted(run, [src for src in todo if src.uri not in done])
-

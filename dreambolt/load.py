@@ -27,8 +27,14 @@ FetchOne = Callable[[Source], Awaitable[Fetched]]
 
 
 async def load_frames(
-    sources: list[Source], fetch_one: FetchOne, *, spool: Path, budget: int,
-    files_in_flight: int, limits: ParseLimits, stage: EmbedStage | None = None,
+    sources: list[Source],
+    fetch_one: FetchOne,
+    *,
+    spool: Path,
+    budget: int,
+    files_in_flight: int,
+    limits: ParseLimits,
+    stage: EmbedStage | None = None,
 ) -> list[pl.DataFrame]:
     """Each source as one frame, in the order given; the first file that fails raises (as a
     DreamBolt error naming it), and the others are stopped."""
@@ -43,7 +49,8 @@ async def load_frames(
             if item.packed is not None and item.fmt is not None:
                 # compressed beyond what is unpacked in memory: read it with the budget as cap
                 item.frame = await asyncio.to_thread(
-                    read_bytes, item.packed, item.fmt, name=src.uri, limits=unpack)
+                    read_bytes, item.packed, item.fmt, name=src.uri, limits=unpack
+                )
                 item.packed = None
             if stage is not None:
                 item = await stage.apply(item, spool)

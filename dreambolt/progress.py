@@ -19,8 +19,13 @@ from dreambolt.report import FileResult, IngestReport
 
 __all__ = ["RichListener", "human_bytes", "print_plan", "print_summary"]
 
-_STYLE = {"loaded": "green", "unchanged": "dim", "skipped": "yellow", "failed": "red",
-          "planned": "cyan"}
+_STYLE = {
+    "loaded": "green",
+    "unchanged": "dim",
+    "skipped": "yellow",
+    "failed": "red",
+    "planned": "cyan",
+}
 
 
 def human_bytes(n: float) -> str:
@@ -111,33 +116,43 @@ def reason(result: FileResult) -> str:
 
 
 def _short(uri: str, width: int = 60) -> str:
-    return uri if len(uri) <= width else "…" + uri[-(width - 1):]
+    return uri if len(uri) <= width else "…" + uri[-(width - 1) :]
 
 
 def print_summary(console: Console, report: IngestReport) -> None:
     """The end-of-run table: counts, rows, bytes, throughput, time, and every problem file."""
     totals = report.totals()
     table = Table(title=f"DreamBolt → {report.table} ({report.db})", title_justify="left")
-    for name in ("loaded", "unchanged", "skipped", "failed", "rows", "bytes", "throughput",
-                 "time"):
+    for name in ("loaded", "unchanged", "skipped", "failed", "rows", "bytes", "throughput", "time"):
         table.add_column(name, justify="right")
     seconds = max(report.seconds, 1e-9)
     table.add_row(
-        str(totals["loaded"]), str(totals["unchanged"]), str(totals["skipped"]),
-        str(totals["failed"]), f"{totals['rows']:,}", human_bytes(totals["bytes"]),
-        f"{human_bytes(totals['bytes'] / seconds)}/s", f"{report.seconds:.2f} s",
+        str(totals["loaded"]),
+        str(totals["unchanged"]),
+        str(totals["skipped"]),
+        str(totals["failed"]),
+        f"{totals['rows']:,}",
+        human_bytes(totals["bytes"]),
+        f"{human_bytes(totals['bytes'] / seconds)}/s",
+        f"{report.seconds:.2f} s",
     )
     console.print(table)
     if report.embedding:
         e = report.embedding
-        console.print(f"embeddings ({e['model']}): {e['texts']:,} texts, {e['embedded']:,} "
-                      f"embedded, {e['cached']:,} from cache, {e['truncated']:,} truncated, "
-                      f"{e['tokens_sent']:,} tokens sent in {e['requests']:,} requests",
-                      highlight=False)
+        console.print(
+            f"embeddings ({e['model']}): {e['texts']:,} texts, {e['embedded']:,} "
+            f"embedded, {e['cached']:,} from cache, {e['truncated']:,} truncated, "
+            f"{e['tokens_sent']:,} tokens sent in {e['requests']:,} requests",
+            highlight=False,
+        )
     problems = [f for f in report.files if f.status in ("skipped", "failed")]
     for result in problems:
-        console.print(f"[{_STYLE[result.status]}]{result.status}[/] {escape(result.uri)}: "
-                      f"{escape(reason(result))}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[{_STYLE[result.status]}]{result.status}[/] {escape(result.uri)}: "
+            f"{escape(reason(result))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.aborted:
         console.print("[red]aborted[/] at the first failure (--on-error abort)")
 
@@ -168,4 +183,3 @@ def print_plan(console: Console, report: IngestReport) -> None:
         texts = sum(f.texts or 0 for f in report.files)
         tokens = sum(f.tokens or 0 for f in report.files)
         console.print(f"embedding would send {texts:,} texts, about {tokens:,} tokens")
-

@@ -18,7 +18,13 @@ from dreambolt.s3.uri import S3Uri, glob_match, has_glob, is_local, local_path, 
 from dreambolt.spool import Spool, new_spool, open_spool
 
 __all__ = [
-    "Source", "Spool", "default_table_name", "expand", "new_spool", "open_spool", "parse_input",
+    "Source",
+    "Spool",
+    "default_table_name",
+    "expand",
+    "new_spool",
+    "open_spool",
+    "parse_input",
 ]
 
 ClientFactory = Callable[[], Awaitable[S3Client]]
@@ -73,8 +79,11 @@ def _unreadable(folder: Path, exc: OSError) -> Exception:
             "loaded; give this user read and execute permission on it (chmod u+rx), run as a "
             "user who can read it, or leave it out of the input",
         )
-    return type(exc)(exc.errno, f"{shown}: cannot list this folder ({exc.strerror or exc}), "
-                     "so none of its files were loaded")
+    return type(exc)(
+        exc.errno,
+        f"{shown}: cannot list this folder ({exc.strerror or exc}), "
+        "so none of its files were loaded",
+    )
 
 
 class _LocalWalk:
@@ -202,16 +211,21 @@ def _expand_local(path: Path) -> tuple[list[Source], Failures]:
         root = Path(*parts[:fixed]) if fixed else Path(".")
         files = walk.run(root, parts[fixed:])
         empty = f"{text}: no file matches this pattern"
-        advice = ("check the pattern: `*` matches within a folder name, `**` any number of "
-                  "folders, and names starting with `.` only match a pattern starting with `.`")
+        advice = (
+            "check the pattern: `*` matches within a folder name, `**` any number of "
+            "folders, and names starting with `.` only match a pattern starting with `.`"
+        )
     else:
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(f"{path}: no such file or directory") from None
         except PermissionError as exc:
-            raise PermissionError(errno.EACCES, f"{path}: cannot reach it (permission denied on "
-                                  "a folder on the way); check the permissions") from exc
+            raise PermissionError(
+                errno.EACCES,
+                f"{path}: cannot reach it (permission denied on "
+                "a folder on the way); check the permissions",
+            ) from exc
         if not stat.S_ISDIR(st.st_mode):
             return [_local_source(path)], []
         files = walk.run(path, ["**", "*"])
@@ -265,16 +279,25 @@ def _listing_uri(uri: S3Uri) -> str:
 def _no_match(uri: S3Uri) -> S3NotFoundError:
     what = "glob" if uri.is_glob else "prefix"
     hint = f"run `dreambolt ls {_listing_uri(uri)}` to see what is there"
-    return S3NotFoundError(f"{uri}: no object matches this {what}; {hint}", uri=str(uri),
-                           code="NoMatch", status=None, hint=hint)
+    return S3NotFoundError(
+        f"{uri}: no object matches this {what}; {hint}",
+        uri=str(uri),
+        code="NoMatch",
+        status=None,
+        hint=hint,
+    )
 
 
 def _all_excluded(shown: str, target: S3Uri | Path, count: int) -> Exception:
     objects = "object" if isinstance(target, S3Uri) else "file"
-    hint = ("check --include/--exclude: a pattern with `/` matches the whole key (path), "
-            "one without matches the file name")
-    message = (f"{shown}: {count} {objects}{'s' if count != 1 else ''} matched, "
-               f"all excluded by --include/--exclude; {hint}")
+    hint = (
+        "check --include/--exclude: a pattern with `/` matches the whole key (path), "
+        "one without matches the file name"
+    )
+    message = (
+        f"{shown}: {count} {objects}{'s' if count != 1 else ''} matched, "
+        f"all excluded by --include/--exclude; {hint}"
+    )
     if isinstance(target, Path):
         return FileNotFoundError(message)
     return S3NotFoundError(message, uri=shown, code="NoMatch", status=None, hint=hint)
@@ -293,8 +316,11 @@ def _wanted(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
 
 
 async def expand(
-    inputs: Sequence[str], client: ClientFactory, *,
-    include: Sequence[str] = (), exclude: Sequence[str] = (),
+    inputs: Sequence[str],
+    client: ClientFactory,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> tuple[list[Source], list[tuple[str, Exception]]]:
     """Expand inputs concurrently into de-duplicated sources, plus (input, error) for failures.
 
@@ -319,8 +345,11 @@ async def expand(
             continue
         found, unreadable = outcome
         failures.extend(unreadable)
-        wanted = [src for src in found
-                  if _wanted(src.path.as_posix() if src.path else src.uri, include, exclude)]
+        wanted = [
+            src
+            for src in found
+            if _wanted(src.path.as_posix() if src.path else src.uri, include, exclude)
+        ]
         if found and not wanted:
             failures.append((shown, _all_excluded(shown, target, len(found))))
         for src in wanted:

@@ -23,8 +23,16 @@ from pathlib import Path
 from types import TracebackType
 
 __all__ = [
-    "DISK_FULL", "LOCK_NAME", "PREFIX", "Spool", "disk_full_error", "is_disk_full", "new_spool",
-    "open_spool", "remove_stale_spools", "spool_base",
+    "DISK_FULL",
+    "LOCK_NAME",
+    "PREFIX",
+    "Spool",
+    "disk_full_error",
+    "is_disk_full",
+    "new_spool",
+    "open_spool",
+    "remove_stale_spools",
+    "spool_base",
 ]
 
 PREFIX = "dreambolt-spool-"
@@ -94,7 +102,9 @@ class Spool:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -156,9 +166,12 @@ def open_spool(base: Path | None = None) -> Spool:
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full_error(exc, base / PREFIX, "a spool folder") from exc
-            raise type(exc)(exc.errno, f"{base}: cannot create a spool folder there "
-                            f"({exc.strerror or exc}); set DREAMBOLT_TMPDIR to a folder this "
-                            "user can write") from exc
+            raise type(exc)(
+                exc.errno,
+                f"{base}: cannot create a spool folder there "
+                f"({exc.strerror or exc}); set DREAMBOLT_TMPDIR to a folder this "
+                "user can write",
+            ) from exc
         try:
             fd = _try_lock(path / LOCK_NAME, create=True)
         except FileNotFoundError:  # removed (as an unlocked spool) before the lock file was made
@@ -169,8 +182,11 @@ def open_spool(base: Path | None = None) -> Spool:
             return Spool(path, fd)
         if fd is not None:
             os.close(fd)
-    raise OSError(errno.EAGAIN, f"{base}: could not create a spool folder; set DREAMBOLT_TMPDIR "
-                  "to a folder only this run uses")
+    raise OSError(
+        errno.EAGAIN,
+        f"{base}: could not create a spool folder; set DREAMBOLT_TMPDIR "
+        "to a folder only this run uses",
+    )
 
 
 _open: list[Spool] = []

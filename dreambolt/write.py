@@ -36,8 +36,15 @@ from dreambolt.sinks.duckdb import DuckDBSink, FileWrite, Written
 from dreambolt.sources import Source
 
 __all__ = [
-    "GROUP_FILES", "Run", "Writer", "file_error", "is_contained", "is_fatal", "is_interruption",
-    "parse_deferred", "status_of",
+    "GROUP_FILES",
+    "Run",
+    "Writer",
+    "file_error",
+    "is_contained",
+    "is_fatal",
+    "is_interruption",
+    "parse_deferred",
+    "status_of",
 ]
 
 log = logging.getLogger("dreambolt.ingest")
@@ -47,8 +54,15 @@ DbRunner = Callable[..., Awaitable[Any]]
 
 
 # Skipped with a warning: the object cannot be read as it is. Anything else is "failed".
-_SKIPPED = (S3AuthError, S3NotFoundError, FormatError, FileNotFoundError, PermissionError,
-            IsADirectoryError, NotADirectoryError)
+_SKIPPED = (
+    S3AuthError,
+    S3NotFoundError,
+    FormatError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 # These end the run, never one file: an interruption, or the interpreter going away.
 _ESCAPES = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 # A full disk fails every later file alike (the spool or the database is on it).
@@ -123,8 +137,9 @@ async def parse_deferred(
     deferred = [i for i in batch if isinstance(i, Fetched) and i.raw is not None]
     if not deferred:
         return batch
-    items = [(i.raw, i.fmt, i.source.uri) for i in deferred
-             if i.raw is not None and i.fmt is not None]
+    items = [
+        (i.raw, i.fmt, i.source.uri) for i in deferred if i.raw is not None and i.fmt is not None
+    ]
     parsed: list[pl.DataFrame | Exception]
     try:
         try:
@@ -184,12 +199,20 @@ class Writer:
             try:
                 await self._db(sink.record, run.table, results, run_id=run.run_id)
             except (duckdb.Error, OSError) as exc:  # the ledger cannot be written: nothing can
-                raise SinkError(f"{sink.path}: cannot write the load ledger: {exc}; check the "
-                                "disk and the --db path", code="IOError", fatal=True) from exc
+                raise SinkError(
+                    f"{sink.path}: cannot write the load ledger: {exc}; check the "
+                    "disk and the --db path",
+                    code="IOError",
+                    fatal=True,
+                ) from exc
 
     async def _committing(
-        self, on_commit: Callable[[T], None], fn: Callable[..., T], *args: Any,
-        on_cancel: Callable[[], None] | None = None, **kwargs: Any,
+        self,
+        on_commit: Callable[[T], None],
+        fn: Callable[..., T],
+        *args: Any,
+        on_cancel: Callable[[], None] | None = None,
+        **kwargs: Any,
     ) -> T:
         """Run a committing sink call; `on_commit` gets its outcome once it has committed —
         also when this is cancelled meanwhile (the call always finishes whole; `on_cancel` may
@@ -211,9 +234,16 @@ class Writer:
 
     def _loaded(self, run: Run, item: Fetched, written: Written, seconds: float) -> FileResult:
         status: Status = "unchanged" if written.unchanged else "loaded"
-        result = FileResult(item.source.uri, status, rows=written.rows, bytes=item.size,
-                            etag=item.etag, table=run.table, replaced=written.replaced,
-                            seconds=seconds)
+        result = FileResult(
+            item.source.uri,
+            status,
+            rows=written.rows,
+            bytes=item.size,
+            etag=item.etag,
+            table=run.table,
+            replaced=written.replaced,
+            seconds=seconds,
+        )
         if not written.unchanged:
             run.rebuild = False
         run.report.files.append(result)
@@ -232,19 +262,20 @@ class Writer:
     async def _write_together(self, run: Run, items: list[Fetched]) -> dict[str, FileResult]:
         sink = self.sink
         began = time.monotonic()
-        files = [FileWrite(i.source.uri, i.etag, i.size, i.frame)
-                 for i in items if i.frame is not None]
+        files = [
+            FileWrite(i.source.uri, i.etag, i.size, i.frame) for i in items if i.frame is not None
+        ]
         results: dict[str, FileResult] = {}
 
         def committed(outcome: list[Written]) -> None:
             seconds = (time.monotonic() - began) / len(items)
             for item, written in zip(items, outcome, strict=True):
-                results[item.source.uri] = self._loaded(run, item, written,
-                                                        item.seconds + seconds)
+                results[item.source.uri] = self._loaded(run, item, written, item.seconds + seconds)
 
         try:
-            await self._committing(committed, sink.write_many, run.table, files,
-                                   run_id=run.run_id, rebuild=run.rebuild)
+            await self._committing(
+                committed, sink.write_many, run.table, files, run_id=run.run_id, rebuild=run.rebuild
+            )
         except BaseException as exc:
             if not is_contained(exc):
                 raise
@@ -255,49 +286,84 @@ class Writer:
     def not_attempted(run: Run, sources: Sequence[Source]) -> None:
         """Report files an aborted run never tried (no ledger row: nothing was attempted)."""
         for src in sources:
-            run.report.files.append(FileResult(
-                src.uri, "skipped", bytes=src.size, etag=src.etag, table=run.table,
-                error=ErrorInfo("Aborted", None, "not attempted: the run stopped at "
-                                "the first failure (--on-error abort)")))
+            run.report.files.append(
+                FileResult(
+                    src.uri,
+                    "skipped",
+                    bytes=src.size,
+                    etag=src.etag,
+                    table=run.table,
+                    error=ErrorInfo(
+                        "Aborted",
+                        None,
+                        "not attempted: the run stopped at the first failure (--on-error abort)",
+                    ),
+                )
+            )
 
-    async def _fail(self, run: Run, src: Source, error: Exception, *, size: int,
-                    etag: str | None, seconds: float = 0.0) -> FileResult:
-        result = FileResult(src.uri, status_of(error), bytes=size, etag=etag,
-                            error=ErrorInfo.of(error), table=run.table, seconds=seconds)
+    async def _fail(
+        self,
+        run: Run,
+        src: Source,
+        error: Exception,
+        *,
+        size: int,
+        etag: str | None,
+        seconds: float = 0.0,
+    ) -> FileResult:
+        result = FileResult(
+            src.uri,
+            status_of(error),
+            bytes=size,
+            etag=etag,
+            error=ErrorInfo.of(error),
+            table=run.table,
+            seconds=seconds,
+        )
         await self.settle(run, [result])
         return result
 
     async def _write(self, run: Run, item: Fetched | Failed) -> FileResult:
         src = item.source
         if isinstance(item, Failed):
-            return await self._fail(run, src, item.error, size=src.size, etag=src.etag,
-                                    seconds=item.seconds)
+            return await self._fail(
+                run, src, item.error, size=src.size, etag=src.etag, seconds=item.seconds
+            )
         sink = self.sink
         began = time.monotonic()
         frames: Generator[pl.DataFrame, None, None] | Prefetch[pl.DataFrame] = item.frames(
-            run.limits)
+            run.limits
+        )
         if item.frame is None:  # parsed from disk as it is written: parse ahead of the inserts
             frames = Prefetch(frames, name="dreambolt-parse")
         done: list[FileResult] = []
 
         def committed(written: Written) -> None:
-            done.append(self._loaded(run, item, written,
-                                     item.seconds + time.monotonic() - began))
+            done.append(self._loaded(run, item, written, item.seconds + time.monotonic() - began))
 
         try:
             try:
                 # Interrupted, the download the database thread may be reading from is stopped,
                 # so the transaction rolls back now instead of after the whole object arrives.
                 await self._committing(
-                    committed, sink.write_file, run.table, uri=src.uri, etag=item.etag,
-                    size=item.size, frames=frames, run_id=run.run_id, rebuild=run.rebuild,
-                    on_cancel=item.discard)
+                    committed,
+                    sink.write_file,
+                    run.table,
+                    uri=src.uri,
+                    etag=item.etag,
+                    size=item.size,
+                    frames=frames,
+                    run_id=run.run_id,
+                    rebuild=run.rebuild,
+                    on_cancel=item.discard,
+                )
             finally:
                 frames.close()
                 item.discard()
         except BaseException as exc:
             if not is_contained(exc):
                 raise
-            return await self._fail(run, src, file_error(exc, src.uri, "written"),
-                                    size=item.size, etag=item.etag)
+            return await self._fail(
+                run, src, file_error(exc, src.uri, "written"), size=item.size, etag=item.etag
+            )
         return done[0]

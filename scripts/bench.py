@@ -48,8 +48,21 @@ SCENARIOS = {
     "s3": "S3 — many small CSV objects under one prefix → one DuckDB table",
     "s4": "S4 — one big CSV object → DuckDB table (peak RSS is the figure here)",
 }
-PACKAGES = ["dreambolt", "polars", "pyarrow", "duckdb", "aiobotocore", "botocore", "aiohttp",
-            "boto3", "s3transfer", "awscrt", "s3fs", "fsspec", "obstore"]
+PACKAGES = [
+    "dreambolt",
+    "polars",
+    "pyarrow",
+    "duckdb",
+    "aiobotocore",
+    "botocore",
+    "aiohttp",
+    "boto3",
+    "s3transfer",
+    "awscrt",
+    "s3fs",
+    "fsspec",
+    "obstore",
+]
 HTTPFS_MISSING = "not available on this machine (extension cannot be downloaded) — not measured"
 
 
@@ -59,9 +72,15 @@ HTTPFS_MISSING = "not available on this machine (extension cannot be downloaded)
 def child_env() -> dict[str, str]:
     """The environment of every child: fixed dummy credentials, no AWS/DreamBolt overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DREAMBOLT_"))}
-    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
-               AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env.update(
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         env.pop(proxy, None)
     return env
@@ -81,8 +100,9 @@ def run_child(args: list[str], *, timeout: float, cwd: Path, env: dict[str, str]
     out, err = cwd / "stdout", cwd / "stderr"
     began = time.perf_counter()
     with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(args, stdout=fo, stderr=fe, cwd=cwd, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdout=fo, stderr=fe, cwd=cwd, env=env, start_new_session=True
+        )
     reaped, timed_out = False, False
     try:
         while True:
@@ -108,7 +128,7 @@ def run_child(args: list[str], *, timeout: float, cwd: Path, env: dict[str, str]
     if proc.returncode != 0 or not results:
         tail = err.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         return Run(None, elapsed, None, cpu, f"exit {proc.returncode}: {tail[0][:300]}")
-    outcome = json.loads(results[-1][len(MARKER):])
+    outcome = json.loads(results[-1][len(MARKER) :])
     return Run(outcome["seconds"], elapsed, outcome["rss_kib"] / 1024, cpu)
 
 
@@ -118,12 +138,24 @@ def bench_server(root: Path, setting: str, logs: Path) -> Iterator[str]:
     ttfb, mibps = SETTINGS[setting]
     port_file = logs / f"port-{setting}-{os.getpid()}"
     port_file.unlink(missing_ok=True)
-    cmd = [sys.executable, str(HERE / "bench_server.py"), "--root", str(root), "--host",
-           "127.0.0.1", "--port", "0", "--port-file", str(port_file), "--ttfb-ms", str(ttfb),
-           "--conn-mibps", str(mibps)]
+    cmd = [
+        sys.executable,
+        str(HERE / "bench_server.py"),
+        "--root",
+        str(root),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--ttfb-ms",
+        str(ttfb),
+        "--conn-mibps",
+        str(mibps),
+    ]
     with (logs / f"server-{setting}.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while not port_file.exists():
@@ -143,11 +175,14 @@ def bench_server(root: Path, setting: str, logs: Path) -> Iterator[str]:
 
 def probe_httpfs(env: dict[str, str]) -> str | None:
     """None if DuckDB's httpfs extension loads here, else why not (it is then not measured)."""
-    code = ("import duckdb\nc = duckdb.connect()\ntry:\n    c.execute('LOAD httpfs')\n"
-            "except Exception:\n    c.execute('INSTALL httpfs')\n    c.execute('LOAD httpfs')\n")
+    code = (
+        "import duckdb\nc = duckdb.connect()\ntry:\n    c.execute('LOAD httpfs')\n"
+        "except Exception:\n    c.execute('INSTALL httpfs')\n    c.execute('LOAD httpfs')\n"
+    )
     try:
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                              text=True, timeout=90)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90
+        )
     except subprocess.TimeoutExpired:
         return "not available on this machine (INSTALL httpfs timed out) — not measured"
     if done.returncode == 0:
@@ -164,8 +199,13 @@ def probe_httpfs(env: dict[str, str]) -> str | None:
 Results = dict[str, dict[str, dict[str, list[Run]]]]  # setting → scenario → tool → runs
 
 
-def measure(args: argparse.Namespace, data: dict[str, DataInfo], tools: list[str],
-            unavailable: dict[str, str], cache: Path) -> Results:
+def measure(
+    args: argparse.Namespace,
+    data: dict[str, DataInfo],
+    tools: list[str],
+    unavailable: dict[str, str],
+    cache: Path,
+) -> Results:
     env = child_env()
     results: Results = {}
     tmp_root = cache / "tmp"
@@ -176,25 +216,37 @@ def measure(args: argparse.Namespace, data: dict[str, DataInfo], tools: list[str
             print(f"\n== server: {setting} {SETTINGS[setting]} at {endpoint}", flush=True)
             for scenario in args.scenarios:
                 info = data[scenario]
-                active = [t for t in tools if scenario in TOOLS[t].scenarios
-                          and t not in unavailable]
+                active = [
+                    t for t in tools if scenario in TOOLS[t].scenarios and t not in unavailable
+                ]
                 runs: dict[str, list[Run]] = {t: [] for t in active}
                 results[setting][scenario] = runs
                 for rep in range(args.runs):
                     for tool in active:  # interleaved, so drift hits every tool alike
-                        spec = {"tool": tool, "scenario": scenario, "endpoint": endpoint,
-                                "bucket": info.bucket, "path": info.path, "rows": info.rows,
-                                "bytes": info.bytes}
+                        spec = {
+                            "tool": tool,
+                            "scenario": scenario,
+                            "endpoint": endpoint,
+                            "bucket": info.bucket,
+                            "path": info.path,
+                            "rows": info.rows,
+                            "bytes": info.bytes,
+                        }
                         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
                             spec["db"] = str(Path(tmp) / "bench.duckdb")
                             cmd = [sys.executable, str(HERE / "bench_peers.py"), json.dumps(spec)]
                             run = run_child(cmd, timeout=args.timeout, cwd=Path(tmp), env=env)
                         runs[tool].append(run)
-                        shown = (f"{run.seconds:.2f}s, peak RSS {run.rss_mib:.0f} MiB"
-                                 if run.seconds is not None and run.rss_mib is not None
-                                 else run.error)
-                        print(f"[{setting}] {scenario} {TOOLS[tool].label} run {rep + 1}/"
-                              f"{args.runs}: {shown}", flush=True)
+                        shown = (
+                            f"{run.seconds:.2f}s, peak RSS {run.rss_mib:.0f} MiB"
+                            if run.seconds is not None and run.rss_mib is not None
+                            else run.error
+                        )
+                        print(
+                            f"[{setting}] {scenario} {TOOLS[tool].label} run {rep + 1}/"
+                            f"{args.runs}: {shown}",
+                            flush=True,
+                        )
     return results
 
 
@@ -210,16 +262,21 @@ def _version(name: str) -> str:
 
 def revision() -> str:
     """The commit measured, and which product files differ from it (they are measured too)."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=30).stdout
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "dreambolt").splitlines()
-             if line.strip()]
+    dirty = [
+        line[3:]
+        for line in git("status", "--porcelain", "--", "dreambolt").splitlines()
+        if line.strip()
+    ]
     return f"commit {head}" + (f" with uncommitted changes in {', '.join(dirty)}" if dirty else "")
 
 
@@ -233,42 +290,77 @@ def load() -> str:
 
 
 def machine(load_at_start: str) -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor() or "unknown")
-    mem = next((int(line.split()[1]) // 1024 for line in
-                Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), 0)
-    return [f"- CPU: {cpu}, {os.cpu_count()} cores (nproc; shared by the server and the client)",
-            f"- memory: {mem / 1024:.1f} GiB; kernel {platform.release()}; "
-            f"Python {platform.python_version()}",
-            f"- machine load (other processes compete for the same cores): at start "
-            f"{load_at_start}; at end {load()}"]
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem = next(
+        (
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores (nproc; shared by the server and the client)",
+        f"- memory: {mem / 1024:.1f} GiB; kernel {platform.release()}; "
+        f"Python {platform.python_version()}",
+        f"- machine load (other processes compete for the same cores): at start "
+        f"{load_at_start}; at end {load()}",
+    ]
 
 
-def report(args: argparse.Namespace, results: Results, data: dict[str, DataInfo],
-           unavailable: dict[str, str], began: datetime, load_at_start: str,
-           measured: str) -> str:
+def report(
+    args: argparse.Namespace,
+    results: Results,
+    data: dict[str, DataInfo],
+    unavailable: dict[str, str],
+    began: datetime,
+    load_at_start: str,
+    measured: str,
+) -> str:
     from dreambolt import Ingester, S3Client
 
     client = S3Client()
     kw = Ingester.__init__.__kwdefaults__ or {}
-    ing = (f"files_in_flight={kw.get('files_in_flight')}, memory_budget="
-           f"{kw.get('memory_budget', 0) // MiB} MiB, spool_threshold="
-           f"{kw.get('spool_threshold', 0) // MiB} MiB")
-    lines = ["# DreamBolt benchmarks", "",
-             f"Written by `scripts/bench.py` ({'--quick' if args.quick else 'full run'}) on "
-             f"{began:%Y-%m-%d %H:%M} UTC; command: `{' '.join(sys.argv)}`; DreamBolt at "
-             f"{measured}.", "",
-             "## Machine", "", *machine(load_at_start), "", "## Versions", "",
-             ", ".join(f"{p} {_version(p)}" for p in PACKAGES), "", "## Settings", ""]
+    ing = (
+        f"files_in_flight={kw.get('files_in_flight')}, memory_budget="
+        f"{kw.get('memory_budget', 0) // MiB} MiB, spool_threshold="
+        f"{kw.get('spool_threshold', 0) // MiB} MiB"
+    )
+    lines = [
+        "# DreamBolt benchmarks",
+        "",
+        f"Written by `scripts/bench.py` ({'--quick' if args.quick else 'full run'}) on "
+        f"{began:%Y-%m-%d %H:%M} UTC; command: `{' '.join(sys.argv)}`; DreamBolt at "
+        f"{measured}.",
+        "",
+        "## Machine",
+        "",
+        *machine(load_at_start),
+        "",
+        "## Versions",
+        "",
+        ", ".join(f"{p} {_version(p)}" for p in PACKAGES),
+        "",
+        "## Settings",
+        "",
+    ]
     for name in args.settings:
         ttfb, mibps = SETTINGS[name]
-        lines.append(f"- server `{name}`: `scripts/bench_server.py --ttfb-ms {ttfb:g} "
-                     f"--conn-mibps {mibps:g}` on 127.0.0.1, its own process")
+        lines.append(
+            f"- server `{name}`: `scripts/bench_server.py --ttfb-ms {ttfb:g} "
+            f"--conn-mibps {mibps:g}` on 127.0.0.1, its own process"
+        )
     lines += [
         f"- {args.runs} run(s) per tool and scenario, each in a fresh process, tools interleaved;"
-        f" time limit {args.timeout:.0f} s per run" + (" (--quick: 1 run, not a median)"
-                                                       if args.runs == 1 else ""),
+        f" time limit {args.timeout:.0f} s per run"
+        + (" (--quick: 1 run, not a median)" if args.runs == 1 else ""),
         "- **median s**: wall time of the work measured in the child — client creation, every"
         " request, parsing, writing the DuckDB table and closing it — with the tool's imports"
         " done before the clock; **process s**: the whole child process (Python start, imports);"
@@ -283,18 +375,28 @@ def report(args: argparse.Namespace, results: Results, data: dict[str, DataInfo]
         "- peers write to DuckDB as users do: `CREATE TABLE t AS SELECT * FROM frame` over the"
         " polars frame (Arrow); the raw reader sends unsigned aiohttp GETs (the server ignores"
         " auth): 8 MiB ranges, 16 in flight, no parsing",
-        "", "| scenario | objects | size | rows | format |", "| --- | ---: | ---: | ---: | --- |"]
+        "",
+        "| scenario | objects | size | rows | format |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
     for name, info in data.items():
         if name in args.scenarios:
-            lines.append(f"| {name.upper()} `{info.uri}` | {info.objects:,} | "
-                         f"{info.bytes / MiB:,.1f} MiB | {info.rows:,} | {info.kind} |")
+            lines.append(
+                f"| {name.upper()} `{info.uri}` | {info.objects:,} | "
+                f"{info.bytes / MiB:,.1f} MiB | {info.rows:,} | {info.kind} |"
+            )
     if args.quick:
-        lines += ["", "--quick uses smaller data than the full run (S1/S2 64 MiB, S3 250 objects)"
-                  " and skips S4 (the 1 GiB CSV)."]
+        lines += [
+            "",
+            "--quick uses smaller data than the full run (S1/S2 64 MiB, S3 250 objects)"
+            " and skips S4 (the 1 GiB CSV).",
+        ]
     for setting, per_scenario in results.items():
         ttfb, mibps = SETTINGS[setting]
-        lines += ["", f"## Server `{setting}` (ttfb {ttfb:g} ms, {mibps:g} MiB/s per connection;"
-                  " 0 = off)"]
+        lines += [
+            "",
+            f"## Server `{setting}` (ttfb {ttfb:g} ms, {mibps:g} MiB/s per connection; 0 = off)",
+        ]
         for scenario, runs in per_scenario.items():
             lines += ["", f"### {SCENARIOS[scenario]}", "", *scenario_table(runs, unavailable)]
         if extra := derived(setting, per_scenario, data):
@@ -352,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, results, data, unavailable, began, load_at_start, measured)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    raw = {s: {sc: {t: [asdict(r) for r in runs] for t, runs in per.items()}
-               for sc, per in res.items()} for s, res in results.items()}
+    raw = {
+        s: {
+            sc: {t: [asdict(r) for r in runs] for t, runs in per.items()} for sc, per in res.items()
+        }
+        for s, res in results.items()
+    }
     (cache / f"results-{'quick' if args.quick else 'full'}.json").write_text(json.dumps(raw))
     print("\n" + text)
     print(f"wrote {args.out} in {(datetime.now(UTC) - began).total_seconds():.0f}s")

@@ -24,8 +24,24 @@ MiB = 1 << 20
 GEN_VERSION = 1  # bump when the generated content changes
 BATCH_ROWS = 1_000_000
 WORDS = [
-    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
-    "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
 ]
 
 
@@ -91,8 +107,9 @@ def frame(start: int, rows: int) -> pl.DataFrame:
         quantity=(h(4) % 100).cast(pl.Int16),
         category=pl.format("cat_{}", h(5) % 40),
         comment=pl.concat_str([word(6), word(7), word(8)], separator=" "),
-        ts=(pl.lit(1_700_000_000 * 10**6, dtype=pl.Int64) + (h(9) % year_us).cast(pl.Int64))
-        .cast(pl.Datetime("us", "UTC")),
+        ts=(pl.lit(1_700_000_000 * 10**6, dtype=pl.Int64) + (h(9) % year_us).cast(pl.Int64)).cast(
+            pl.Datetime("us", "UTC")
+        ),
         active=h(10) % 2 == 0,
     )
 
@@ -172,14 +189,23 @@ def ensure(root: Path, bucket: str, datasets: dict[str, Dataset]) -> dict[str, D
         entry = manifest["datasets"].get(name)
         info = DataInfo(**entry) if entry else None
         fresh = info is not None and (info.kind, info.path, info.objects) == (
-            ds.kind, ds.path, ds.count)
+            ds.kind,
+            ds.path,
+            ds.count,
+        )
         if info is None or not fresh or _on_disk(root, info) != info.bytes:
             began = time.monotonic()
-            print(f"generating {bucket}/{ds.path} ({ds.count} × ~{ds.target_bytes / MiB:g} MiB "
-                  f"{ds.kind}) ...", flush=True)
+            print(
+                f"generating {bucket}/{ds.path} ({ds.count} × ~{ds.target_bytes / MiB:g} MiB "
+                f"{ds.kind}) ...",
+                flush=True,
+            )
             info = _generate(root, bucket, ds)
-            print(f"  {info.bytes / MiB:.1f} MiB, {info.rows:,} rows "
-                  f"in {time.monotonic() - began:.1f}s", flush=True)
+            print(
+                f"  {info.bytes / MiB:.1f} MiB, {info.rows:,} rows "
+                f"in {time.monotonic() - began:.1f}s",
+                flush=True,
+            )
             manifest["datasets"][name] = asdict(info)
             manifest_path.write_text(json.dumps(manifest, indent=1))
         result[name] = info

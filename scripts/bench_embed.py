@@ -43,8 +43,18 @@ API_KEY = "sk-bench-0123456789abcdef"
 def start_server(latency_ms: float, dim: int) -> tuple[subprocess.Popen[bytes], str]:
     port_file = Path(tempfile.mkdtemp(prefix="bench-embed-")) / "port"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port-file", str(port_file),
-         "--latency-ms", str(latency_ms), "--dim", str(dim), "--api-key", API_KEY],
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fake_openai.py"),
+            "--port-file",
+            str(port_file),
+            "--latency-ms",
+            str(latency_ms),
+            "--dim",
+            str(dim),
+            "--api-key",
+            API_KEY,
+        ],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
@@ -58,8 +68,9 @@ def start_server(latency_ms: float, dim: int) -> tuple[subprocess.Popen[bytes], 
 
 def admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, Any] = json.load(response)
     return result
@@ -81,8 +92,9 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     texts = [f"support ticket {i}: printer on floor {i % 13} jams again" for i in range(args.texts)]
     default_counter()  # load cl100k_base once, as a long-running ingest would have
     model = "text-embedding-3-small" if args.dim == 1536 else "openai:bench-embedding"
-    embedder = make_embedder(model, base_url=f"{url}/v1", api_key=API_KEY,
-                             concurrency=args.concurrency)
+    embedder = make_embedder(
+        model, base_url=f"{url}/v1", api_key=API_KEY, concurrency=args.concurrency
+    )
     try:
         await embed_texts(["warm up the connection"], embedder)
         admin(url, "/_fake/config", {"latency": 0.0})
@@ -136,19 +148,31 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"{out['texts']} texts, {out['batches']} requests, concurrency {out['concurrency']}, "
-          f"{out['latency_ms']:g} ms per request, dim {out['dim']} ({out['tokenizer']} tokens)")
-    print(f"wall: best {out['best_s']:.3f} s, median {out['median_s']:.3f} s "
-          f"(runs: {', '.join(f'{w:.3f}' for w in out['wall_s'])})")
+    print(
+        f"{out['texts']} texts, {out['batches']} requests, concurrency {out['concurrency']}, "
+        f"{out['latency_ms']:g} ms per request, dim {out['dim']} ({out['tokenizer']} tokens)"
+    )
+    print(
+        f"wall: best {out['best_s']:.3f} s, median {out['median_s']:.3f} s "
+        f"(runs: {', '.join(f'{w:.3f}' for w in out['wall_s'])})"
+    )
     if out["ratio"] is not None:
-        print(f"ideal (batches / concurrency x latency): {out['ideal_s']:.3f} s -> ratio "
-              f"{out['ratio']:.2f} (median {out['ratio_median']:.2f})")
-        print(f"whole rounds (ceil(batches / concurrency) x latency): "
-              f"{out['ideal_whole_rounds_s']:.3f} s -> ratio {out['ratio_whole_rounds']:.2f}")
-    print(f"processing floor (same runs, zero latency): best {out['floor_best_s']:.3f} s, "
-          f"median {out['floor_median_s']:.3f} s")
-    print(f"max requests in flight at the server: {out['max_in_flight']}; "
-          f"{out['texts_per_s']} texts/s")
+        print(
+            f"ideal (batches / concurrency x latency): {out['ideal_s']:.3f} s -> ratio "
+            f"{out['ratio']:.2f} (median {out['ratio_median']:.2f})"
+        )
+        print(
+            f"whole rounds (ceil(batches / concurrency) x latency): "
+            f"{out['ideal_whole_rounds_s']:.3f} s -> ratio {out['ratio_whole_rounds']:.2f}"
+        )
+    print(
+        f"processing floor (same runs, zero latency): best {out['floor_best_s']:.3f} s, "
+        f"median {out['floor_median_s']:.3f} s"
+    )
+    print(
+        f"max requests in flight at the server: {out['max_in_flight']}; "
+        f"{out['texts_per_s']} texts/s"
+    )
 
 
 if __name__ == "__main__":

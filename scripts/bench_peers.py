@@ -139,8 +139,14 @@ def _boto3_client(ctx: Ctx, threads: int = 0) -> Any:
     from botocore.config import Config
 
     config = Config(max_pool_connections=threads) if threads else None
-    return boto3.client("s3", endpoint_url=ctx.endpoint, aws_access_key_id=KEY,
-                        aws_secret_access_key=SECRET, region_name=REGION, config=config)
+    return boto3.client(
+        "s3",
+        endpoint_url=ctx.endpoint,
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        region_name=REGION,
+        config=config,
+    )
 
 
 def _boto3_keys(client: Any, ctx: Ctx) -> list[str]:
@@ -176,8 +182,13 @@ def boto3_threads(ctx: Ctx) -> Any:
 
 
 def _polars_options(ctx: Ctx) -> dict[str, str]:
-    return {"aws_endpoint_url": ctx.endpoint, "aws_access_key_id": KEY,
-            "aws_secret_access_key": SECRET, "aws_region": REGION, "aws_allow_http": "true"}
+    return {
+        "aws_endpoint_url": ctx.endpoint,
+        "aws_access_key_id": KEY,
+        "aws_secret_access_key": SECRET,
+        "aws_region": REGION,
+        "aws_allow_http": "true",
+    }
 
 
 def polars_native(ctx: Ctx) -> Any:
@@ -194,8 +205,15 @@ def polars_native(ctx: Ctx) -> Any:
 def _obstore(ctx: Ctx) -> Any:
     from obstore.store import S3Store
 
-    return S3Store(ctx.bucket, endpoint=ctx.endpoint, allow_http=True, access_key_id=KEY,
-                   secret_access_key=SECRET, region=REGION, virtual_hosted_style_request=False)
+    return S3Store(
+        ctx.bucket,
+        endpoint=ctx.endpoint,
+        allow_http=True,
+        access_key_id=KEY,
+        secret_access_key=SECRET,
+        region=REGION,
+        virtual_hosted_style_request=False,
+    )
 
 
 def obstore_polars(ctx: Ctx) -> Any:
@@ -215,7 +233,7 @@ def obstore_polars(ctx: Ctx) -> Any:
         async with gate:
             result = await obs.get_async(store, ctx.path, options={"range": (start, end)})
             async for chunk in result.stream(min_chunk_size=1 << 20):
-                view[start:start + len(chunk)] = chunk
+                view[start : start + len(chunk)] = chunk
                 start += len(chunk)
 
     async def whole(path: str) -> Any:
@@ -247,9 +265,11 @@ def duckdb_httpfs(ctx: Ctx) -> Any:
     try:
         con.execute("LOAD httpfs")
         host = ctx.endpoint.removeprefix("http://")
-        con.execute(f"SET s3_endpoint='{host}'; SET s3_use_ssl=false; SET s3_url_style='path'; "
-                    f"SET s3_region='{REGION}'; SET s3_access_key_id='{KEY}'; "
-                    f"SET s3_secret_access_key='{SECRET}'")
+        con.execute(
+            f"SET s3_endpoint='{host}'; SET s3_use_ssl=false; SET s3_url_style='path'; "
+            f"SET s3_region='{REGION}'; SET s3_access_key_id='{KEY}'; "
+            f"SET s3_secret_access_key='{SECRET}'"
+        )
         if ctx.scenario == "s1":
             return con.sql(f"SELECT * FROM read_parquet('{ctx.uri}')").pl()
         source = f"{ctx.uri}*.csv" if ctx.scenario == "s3" else ctx.uri
@@ -288,12 +308,14 @@ def raw_reader(ctx: Ctx) -> int:
 
             async def part(start: int) -> int:
                 end = min(start + PART, size) - 1
-                async with gate, http.get(f"{base}/{ctx.path}",
-                                          headers={"Range": f"bytes={start}-{end}"}) as r:
+                async with (
+                    gate,
+                    http.get(f"{base}/{ctx.path}", headers={"Range": f"bytes={start}-{end}"}) as r,
+                ):
                     r.raise_for_status()
                     at = start
                     async for chunk in r.content.iter_chunked(1 << 20):
-                        view[at:at + len(chunk)] = chunk
+                        view[at : at + len(chunk)] = chunk
                         at += len(chunk)
                     return at - start
 
@@ -337,16 +359,18 @@ TOOLS: dict[str, Tool] = {
     "dreambolt": Tool("DreamBolt", ("dreambolt", *_DB), dreambolt),
     "s3fs": Tool("s3fs + polars", ("s3fs", *_DB), s3fs_polars),
     "boto3": Tool("boto3 download_fileobj + polars", ("boto3", *_DB), boto3_polars),
-    "boto3-threads": Tool("boto3 download_fileobj + polars (16 threads)", ("boto3", *_DB),
-                          boto3_threads, ("s3",)),
+    "boto3-threads": Tool(
+        "boto3 download_fileobj + polars (16 threads)", ("boto3", *_DB), boto3_threads, ("s3",)
+    ),
     "polars": Tool("polars native s3://", _DB, polars_native),
-    "obstore": Tool("obstore + polars (async, 16 in flight)", ("obstore", *_DB),
-                    obstore_polars),
+    "obstore": Tool("obstore + polars (async, 16 in flight)", ("obstore", *_DB), obstore_polars),
     "duckdb-httpfs": Tool("DuckDB httpfs", _DB, duckdb_httpfs),
-    "raw": Tool("raw reader: aiohttp GETs, no parsing", ("aiohttp",), raw_reader,
-                ("s1", "s2", "s3")),
-    "dreambolt-download": Tool("DreamBolt download phase (S3Client.read)", ("dreambolt",),
-                               dreambolt_download, ("s1", "s2")),
+    "raw": Tool(
+        "raw reader: aiohttp GETs, no parsing", ("aiohttp",), raw_reader, ("s1", "s2", "s3")
+    ),
+    "dreambolt-download": Tool(
+        "DreamBolt download phase (S3Client.read)", ("dreambolt",), dreambolt_download, ("s1", "s2")
+    ),
 }
 REFERENCE_TOOLS = ("raw", "dreambolt-download")  # not peers: they do not parse or write
 
@@ -390,8 +414,11 @@ def main(argv: list[str]) -> int:
         importlib.import_module(module)
     began = time.perf_counter()
     result = tool.work(ctx)
-    outcome = {"seconds": time.perf_counter() - began, "rss_kib": _peak_rss_kib(),
-               **_check(ctx, result, spec["rows"], spec["bytes"])}
+    outcome = {
+        "seconds": time.perf_counter() - began,
+        "rss_kib": _peak_rss_kib(),
+        **_check(ctx, result, spec["rows"], spec["bytes"]),
+    }
     print(MARKER + json.dumps(outcome), flush=True)
     return 0
 

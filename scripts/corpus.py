@@ -25,17 +25,36 @@ from corpus.run import DEFAULT_TIMEOUT, OUTCOMES, Result, run
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2,
-                        help="worker processes (default: one per core)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds per file before it counts as a hang (default 30)")
-    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
-                        help="run only files whose id matches (repeatable), "
-                             "e.g. 'statsmodels:*', 'written:pandas/*' or '*.parquet'")
-    parser.add_argument("--sample", type=int, default=1, metavar="N",
-                        help="the test's deterministic sample: about 1 file in N (default: all)")
-    parser.add_argument("--quiet", "-q", action="store_true",
-                        help="print only files whose outcome is not 'same'")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="worker processes (default: one per core)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds per file before it counts as a hang (default 30)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only files whose id matches (repeatable), "
+        "e.g. 'statsmodels:*', 'written:pandas/*' or '*.parquet'",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the test's deterministic sample: about 1 file in N (default: all)",
+    )
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="print only files whose outcome is not 'same'"
+    )
     args = parser.parse_args()
 
     corpus = collect()
@@ -44,8 +63,10 @@ def main() -> int:
     files = sample(corpus.files, args.sample)
     if args.only:
         files = [f for f in files if any(fnmatchcase(f.id, p) for p in args.only)]
-    print(f"{len(files)} files from "
-          f"{', '.join(sorted({f'{f.dist} {f.version}' for f in files}))}", flush=True)
+    print(
+        f"{len(files)} files from {', '.join(sorted({f'{f.dist} {f.version}' for f in files}))}",
+        flush=True,
+    )
 
     def show(result: Result) -> None:
         if not args.quiet or result.outcome != "same":
@@ -59,15 +80,19 @@ def main() -> int:
     by_format = Counter(r.file.fmt for r in results)
     failed = [r for r in results if r.failed]
     print()
-    print(f"{len(results)} files in {elapsed:.1f} s: "
-          + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o]))
+    print(
+        f"{len(results)} files in {elapsed:.1f} s: "
+        + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES if counts[o])
+    )
     print("by format: " + ", ".join(f"{n} {fmt}" for fmt, n in sorted(by_format.items())))
     known = sum(1 for r in results if r.known is not None and r.outcome != "same")
     if known:
         print(f"{known} differences with a documented reason (tests/corpus/known.py)")
     if failed:
-        print(f"FAILED: {len(failed)} files differ, crash, hang or are refused without "
-              "naming the file:")
+        print(
+            f"FAILED: {len(failed)} files differ, crash, hang or are refused without "
+            "naming the file:"
+        )
         for r in sorted(failed, key=lambda r: r.file.id):
             print("  " + r.line())
     if corpus.problems:

@@ -84,14 +84,20 @@ def _response_body(vectors: np.ndarray, fmt: str, model: str, tokens: int) -> by
             encoded = [blob[i * width : (i + 1) * width] for i in range(n)]
         else:
             encoded = [base64.b64encode(row.tobytes()) for row in raw]
-        items = [b'{"object":"embedding","index":%d,"embedding":"%s"}' % (i, e)
-                 for i, e in enumerate(encoded)]
+        items = [
+            b'{"object":"embedding","index":%d,"embedding":"%s"}' % (i, e)
+            for i, e in enumerate(encoded)
+        ]
     else:
-        items = [json.dumps({"object": "embedding", "index": i, "embedding": v.tolist()}).encode()
-                 for i, v in enumerate(vectors)]
+        items = [
+            json.dumps({"object": "embedding", "index": i, "embedding": v.tolist()}).encode()
+            for i, v in enumerate(vectors)
+        ]
     usage = b'{"prompt_tokens":%d,"total_tokens":%d}' % (tokens, tokens)
     return b'{"object":"list","data":[%s],"model":%s,"usage":%s}' % (
-        b",".join(items), json.dumps(model).encode(), usage
+        b",".join(items),
+        json.dumps(model).encode(),
+        usage,
     )
 
 
@@ -110,17 +116,29 @@ class EmbeddingRequest:
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = (
-            status, message, type_, code, param
+            status,
+            message,
+            type_,
+            code,
+            param,
         )
 
 
 def _error_response(rej: _Reject, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": rej.message, "type": rej.type, "param": rej.param,
-                      "code": rej.code}}
+    body = {
+        "error": {"message": rej.message, "type": rej.type, "param": rej.param, "code": rej.code}
+    }
     return web.json_response(body, status=rej.status, headers=headers)
 
 
@@ -129,8 +147,14 @@ class FakeOpenAI(ThreadedServer):
 
     name = "fake-openai"
 
-    def __init__(self, *, api_key: str = "sk-fake-0123456789abcdef", dim: int = 1536,
-                 latency: float = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "sk-fake-0123456789abcdef",
+        dim: int = 1536,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+    ) -> None:
         super().__init__(host)
         self.api_key = api_key
         self.dim = dim
@@ -145,8 +169,15 @@ class FakeOpenAI(ThreadedServer):
 
     # -- knobs and records -----------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 429, *, retry_after: float | None = None,
-                  code: str | None = None, after: int = 0) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 429,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        after: int = 0,
+    ) -> None:
         """Answer `n` embedding requests with `status` (a 429 sends `retry_after` as
         Retry-After), once `after` more requests have been served normally."""
         with self._lock:
@@ -173,8 +204,11 @@ class FakeOpenAI(ThreadedServer):
         return vectors_for([text], dim or self.dim)[0]
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": [asdict(r) for r in self.requests], "max_in_flight": self.max_in_flight,
-                "tokenizer": TOKENIZER}
+        return {
+            "requests": [asdict(r) for r in self.requests],
+            "max_in_flight": self.max_in_flight,
+            "tokenizer": TOKENIZER,
+        }
 
     def _started(self) -> None:
         self.base_url = f"http://{self.host}:{self.port}/v1"
@@ -215,13 +249,19 @@ class FakeOpenAI(ThreadedServer):
             with self._lock:
                 self._in_flight -= 1
 
-    def _record(self, status: int, body: dict[str, Any] | None, counts: list[int],
-                error: str | None = None) -> None:
+    def _record(
+        self, status: int, body: dict[str, Any] | None, counts: list[int], error: str | None = None
+    ) -> None:
         body = body or {}
         rec = EmbeddingRequest(
-            status=status, model=body.get("model"), inputs=len(counts), tokens=sum(counts),
-            max_input_tokens=max(counts, default=0), encoding_format=body.get("encoding_format"),
-            at=time.monotonic(), error=error,
+            status=status,
+            model=body.get("model"),
+            inputs=len(counts),
+            tokens=sum(counts),
+            max_input_tokens=max(counts, default=0),
+            encoding_format=body.get("encoding_format"),
+            at=time.monotonic(),
+            error=error,
         )
         with self._lock:
             self._records.append(rec)
@@ -238,9 +278,12 @@ class FakeOpenAI(ThreadedServer):
         if auth != f"Bearer {self.api_key}":
             shown = auth.removeprefix("Bearer ")
             masked = f"{shown[:3]}***{shown[-4:]}" if len(shown) > 8 else "***"
-            rej = _Reject(401, f"Incorrect API key provided: {masked}. You can find your API "
-                          "key at https://platform.openai.com/account/api-keys.",
-                          code="invalid_api_key")
+            rej = _Reject(
+                401,
+                f"Incorrect API key provided: {masked}. You can find your API "
+                "key at https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
             self._record(401, body if isinstance(body, dict) else None, [], rej.message)
             return _error_response(rej)
         with self._lock:
@@ -249,15 +292,23 @@ class FakeOpenAI(ThreadedServer):
             status, retry_after, code = failure
             headers = {}
             if status == 429:
-                rej = _Reject(429, "Rate limit reached for requests", type_="requests",
-                              code=code or "rate_limit_exceeded")
+                rej = _Reject(
+                    429,
+                    "Rate limit reached for requests",
+                    type_="requests",
+                    code=code or "rate_limit_exceeded",
+                )
                 if retry_after is not None:
                     headers["retry-after"] = f"{retry_after:g}"
             elif status in (401, 403):
                 rej = _Reject(status, "Incorrect API key provided: sk-***", code="invalid_api_key")
             else:
-                rej = _Reject(status, "The server had an error while processing your request.",
-                              type_="server_error", code=code)
+                rej = _Reject(
+                    status,
+                    "The server had an error while processing your request.",
+                    type_="server_error",
+                    code=code,
+                )
             self._record(status, body if isinstance(body, dict) else None, [], rej.message)
             return _error_response(rej, headers)
         try:
@@ -272,10 +323,14 @@ class FakeOpenAI(ThreadedServer):
         if dim != self.dim:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         self._record(200, body, counts)
-        payload = _response_body(vectors, body.get("encoding_format") or "float", body["model"],
-                                 sum(counts))
-        return web.Response(body=payload, content_type="application/json",
-                            headers={"x-request-id": f"req_{len(self._records)}"})
+        payload = _response_body(
+            vectors, body.get("encoding_format") or "float", body["model"], sum(counts)
+        )
+        return web.Response(
+            body=payload,
+            content_type="application/json",
+            headers={"x-request-id": f"req_{len(self._records)}"},
+        )
 
     def _validate(self, body: dict[str, Any]) -> tuple[list[str], list[int]]:
         unknown = sorted(set(body) - KNOWN_FIELDS)
@@ -286,44 +341,65 @@ class FakeOpenAI(ThreadedServer):
             raise _Reject(400, "you must provide a model parameter", param="model")
         fmt = body.get("encoding_format")
         if fmt is not None and fmt not in ("float", "base64"):
-            raise _Reject(400, f"'{fmt}' is not one of ['float', 'base64'] - 'encoding_format'",
-                          param="encoding_format")
+            raise _Reject(
+                400,
+                f"'{fmt}' is not one of ['float', 'base64'] - 'encoding_format'",
+                param="encoding_format",
+            )
         dims = body.get("dimensions")
         if dims is not None and (not isinstance(dims, int) or not 0 < dims <= self.dim):
             raise _Reject(400, f"Invalid value for 'dimensions' = {dims}.", param="dimensions")
         items = body.get("input")
-        if isinstance(items, str) or (isinstance(items, list) and items
-                                      and all(isinstance(t, int) for t in items)):
+        if isinstance(items, str) or (
+            isinstance(items, list) and items and all(isinstance(t, int) for t in items)
+        ):
             items = [items]
         if not isinstance(items, list) or not items:
             raise _Reject(400, "'input' must be a non-empty string or array", param="input")
         if len(items) > MAX_INPUTS:
-            raise _Reject(400, f"'$.input' is invalid: {len(items)} inputs, at most {MAX_INPUTS} "
-                          "per request", param="input")
+            raise _Reject(
+                400,
+                f"'$.input' is invalid: {len(items)} inputs, at most {MAX_INPUTS} per request",
+                param="input",
+            )
         texts: list[str] = []
         counts: list[int] = []
         for item in items:
             if isinstance(item, str):
                 if not item:
-                    raise _Reject(400, "'$.input' is invalid: an input is an empty string",
-                                  param="input")
+                    raise _Reject(
+                        400, "'$.input' is invalid: an input is an empty string", param="input"
+                    )
                 texts.append(item)
                 counts.append(count_tokens(item))
-            elif (isinstance(item, list) and item and all(isinstance(t, int) for t in item)
-                  and _ENCODING is not None):
+            elif (
+                isinstance(item, list)
+                and item
+                and all(isinstance(t, int) for t in item)
+                and _ENCODING is not None
+            ):
                 texts.append(_ENCODING.decode(item))
                 counts.append(len(item))
             else:
-                raise _Reject(400, "'$.input' is invalid: expected strings or token arrays",
-                              param="input")
+                raise _Reject(
+                    400, "'$.input' is invalid: expected strings or token arrays", param="input"
+                )
         longest = max(counts)
         if longest > MAX_INPUT_TOKENS:
-            raise _Reject(400, f"This model's maximum context length is {MAX_INPUT_TOKENS + 1} "
-                          f"tokens, however you requested {longest} tokens in an input. Please "
-                          "reduce your prompt; or completion length.", param="input")
+            raise _Reject(
+                400,
+                f"This model's maximum context length is {MAX_INPUT_TOKENS + 1} "
+                f"tokens, however you requested {longest} tokens in an input. Please "
+                "reduce your prompt; or completion length.",
+                param="input",
+            )
         if sum(counts) > MAX_REQUEST_TOKENS:
-            raise _Reject(400, f"Requested {sum(counts)} tokens, max {MAX_REQUEST_TOKENS} tokens "
-                          "per request", param="input", code="max_tokens_per_request")
+            raise _Reject(
+                400,
+                f"Requested {sum(counts)} tokens, max {MAX_REQUEST_TOKENS} tokens per request",
+                param="input",
+                code="max_tokens_per_request",
+            )
         return texts, counts
 
 

@@ -16,8 +16,9 @@ from dreambolt.sources import Source
 
 
 def small(name: str, rows: int) -> Fetched:
-    return Fetched(Source(f"s3://b/{name}", 10, '"e"'), '"e"', 10,
-                   frame=pl.DataFrame({"x": list(range(rows))}))
+    return Fetched(
+        Source(f"s3://b/{name}", 10, '"e"'), '"e"', 10, frame=pl.DataFrame({"x": list(range(rows))})
+    )
 
 
 async def test_small_files_are_gathered_until_a_row_group_is_full(

@@ -22,15 +22,27 @@ from dreambolt.cli import parse_size
 ANSI = re.compile(r"\x1b\[")
 
 
-def run(*args: str, endpoint: str | None = None, stdin: str | None = None,
-        env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str,
+    endpoint: str | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """Run dreambolt as a user would (no TTY: output is captured)."""
     command = [sys.executable, "-m", "dreambolt", *args]
     if endpoint:
         command += ["--endpoint-url", endpoint]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True,
-                          env=env or dict(os.environ), cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def put_csvs(s3: Any, bucket: str, prefix: str, count: int, rows: int = 3) -> dict[str, int]:
@@ -45,9 +57,7 @@ def put_csvs(s3: Any, bucket: str, prefix: str, count: int, rows: int = 3) -> di
 
 def rows_per_file(db: Path, table: str) -> dict[str, int]:
     with duckdb.connect(str(db), read_only=True) as con:
-        found = con.execute(
-            f'SELECT _source_uri, count(*) FROM "{table}" GROUP BY 1'
-        ).fetchall()
+        found = con.execute(f'SELECT _source_uri, count(*) FROM "{table}" GROUP BY 1').fetchall()
     return {uri: n for uri, n in found}
 
 
@@ -63,8 +73,9 @@ def test_parse_size() -> None:
 def test_clean_batch_exits_0(proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path) -> None:
     expected = put_csvs(s3, bucket, "in/", 3)
     db = tmp_path / "t.duckdb"
-    done = run("ingest", f"s3://{bucket}/in/", "--table", "t", "--db", str(db),
-               endpoint=proxy.endpoint_url)
+    done = run(
+        "ingest", f"s3://{bucket}/in/", "--table", "t", "--db", str(db), endpoint=proxy.endpoint_url
+    )
     assert done.returncode == 0, done.stderr
     assert rows_per_file(db, "t") == expected
     assert "loaded" in done.stderr and not ANSI.search(done.stderr + done.stdout)
@@ -75,8 +86,16 @@ def test_404_and_403_exit_1_naming_both(
 ) -> None:
     put_csvs(s3, bucket, "in/", 2)
     proxy.add_rule("error", status=403, code="AccessDenied", path="/in/001.csv$")
-    done = run("ingest", f"s3://{bucket}/in/", f"s3://{bucket}/missing.csv", "--table", "t",
-               "--db", str(tmp_path / "t.duckdb"), endpoint=proxy.endpoint_url)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/in/",
+        f"s3://{bucket}/missing.csv",
+        "--table",
+        "t",
+        "--db",
+        str(tmp_path / "t.duckdb"),
+        endpoint=proxy.endpoint_url,
+    )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.replace("\n", " ")
     assert re.search(rf"skipped s3://{bucket}/in/001\.csv: .*AccessDenied", lines)
@@ -94,24 +113,40 @@ def test_invalid_uri_exits_2_with_an_example(tmp_path: Path) -> None:
     assert bad_table.returncode == 2 and "invalid table name" in bad_table.stderr
 
 
-def test_no_credentials_exits_3_with_the_fix(proxy: FaultProxy, bucket: str,
-                                             tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    done = run("ingest", f"s3://{bucket}/x.csv", "--db", str(tmp_path / "t.duckdb"),
-               endpoint=proxy.endpoint_url, env=env)
+def test_no_credentials_exits_3_with_the_fix(
+    proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    done = run(
+        "ingest",
+        f"s3://{bucket}/x.csv",
+        "--db",
+        str(tmp_path / "t.duckdb"),
+        endpoint=proxy.endpoint_url,
+        env=env,
+    )
     assert done.returncode == 3, done.stderr
     for fix in ("aws configure", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"):
         assert fix in done.stderr
 
 
-def test_unusable_destination_exits_3(proxy: FaultProxy, s3: Any, bucket: str,
-                                      tmp_path: Path) -> None:
+def test_unusable_destination_exits_3(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     put_csvs(s3, bucket, "in/", 1)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    done = run("ingest", f"s3://{bucket}/in/", "--db", str(blocker / "t.duckdb"),
-               endpoint=proxy.endpoint_url)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/in/",
+        "--db",
+        str(blocker / "t.duckdb"),
+        endpoint=proxy.endpoint_url,
+    )
     assert done.returncode == 3 and "cannot open DuckDB database" in done.stderr
 
 
@@ -120,8 +155,9 @@ def test_json_report_is_all_of_stdout_and_matches_the_table(
 ) -> None:
     expected = put_csvs(s3, bucket, "j/", 3, rows=4)
     db = tmp_path / "t.duckdb"
-    done = run("ingest", f"s3://{bucket}/j/", "--db", str(db), "--json",
-               endpoint=proxy.endpoint_url)
+    done = run(
+        "ingest", f"s3://{bucket}/j/", "--db", str(db), "--json", endpoint=proxy.endpoint_url
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # the whole of stdout is one JSON document
     assert report["table"] == "j"
@@ -135,38 +171,92 @@ def test_dry_run_downloads_nothing_and_predicts_the_real_run(
 ) -> None:
     put_csvs(s3, bucket, "d/", 4)
     db = tmp_path / "t.duckdb"
-    first = run("ingest", f"s3://{bucket}/d/000.csv", f"s3://{bucket}/d/001.csv", "--table", "d",
-                "--db", str(db), endpoint=proxy.endpoint_url)
+    first = run(
+        "ingest",
+        f"s3://{bucket}/d/000.csv",
+        f"s3://{bucket}/d/001.csv",
+        "--table",
+        "d",
+        "--db",
+        str(db),
+        endpoint=proxy.endpoint_url,
+    )
     assert first.returncode == 0, first.stderr
     s3.put_object(Bucket=bucket, Key="d/001.csv", Body=b"id,name\n9,changed\n")
     proxy.reset()
-    plan = run("ingest", f"s3://{bucket}/d/", "--table", "d", "--db", str(db), "--dry-run",
-               "--json", endpoint=proxy.endpoint_url)
+    plan = run(
+        "ingest",
+        f"s3://{bucket}/d/",
+        "--table",
+        "d",
+        "--db",
+        str(db),
+        "--dry-run",
+        "--json",
+        endpoint=proxy.endpoint_url,
+    )
     assert plan.returncode == 0, plan.stderr
     assert proxy.count("GET", "/d/0") == 0  # no object body was requested
     predicted = {f["uri"]: f["action"] or f["status"] for f in json.loads(plan.stdout)["files"]}
     assert predicted == {
-        f"s3://{bucket}/d/000.csv": "unchanged", f"s3://{bucket}/d/001.csv": "changed",
-        f"s3://{bucket}/d/002.csv": "new", f"s3://{bucket}/d/003.csv": "new",
+        f"s3://{bucket}/d/000.csv": "unchanged",
+        f"s3://{bucket}/d/001.csv": "changed",
+        f"s3://{bucket}/d/002.csv": "new",
+        f"s3://{bucket}/d/003.csv": "new",
     }
-    real = run("ingest", f"s3://{bucket}/d/", "--table", "d", "--db", str(db), "--json",
-               endpoint=proxy.endpoint_url)
-    outcome = {f["uri"]: ("changed" if f["replaced"] else "new") if f["status"] == "loaded"
-               else f["status"] for f in json.loads(real.stdout)["files"]}
+    real = run(
+        "ingest",
+        f"s3://{bucket}/d/",
+        "--table",
+        "d",
+        "--db",
+        str(db),
+        "--json",
+        endpoint=proxy.endpoint_url,
+    )
+    outcome = {
+        f["uri"]: ("changed" if f["replaced"] else "new")
+        if f["status"] == "loaded"
+        else f["status"]
+        for f in json.loads(real.stdout)["files"]
+    }
     assert outcome == predicted
-    human = run("ingest", f"s3://{bucket}/d/", "--table", "d", "--db", str(db), "--dry-run",
-                endpoint=proxy.endpoint_url)
+    human = run(
+        "ingest",
+        f"s3://{bucket}/d/",
+        "--table",
+        "d",
+        "--db",
+        str(db),
+        "--dry-run",
+        endpoint=proxy.endpoint_url,
+    )
     assert "4 unchanged" in human.stderr and "0 B would be downloaded" in human.stderr
 
 
-def test_quiet_prints_nothing_but_errors(proxy: FaultProxy, s3: Any, bucket: str,
-                                         tmp_path: Path) -> None:
+def test_quiet_prints_nothing_but_errors(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     put_csvs(s3, bucket, "q/", 2)
-    ok = run("ingest", f"s3://{bucket}/q/", "--db", str(tmp_path / "t.duckdb"), "--quiet",
-             endpoint=proxy.endpoint_url)
+    ok = run(
+        "ingest",
+        f"s3://{bucket}/q/",
+        "--db",
+        str(tmp_path / "t.duckdb"),
+        "--quiet",
+        endpoint=proxy.endpoint_url,
+    )
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
-    bad = run("ingest", f"s3://{bucket}/nope.csv", "--db", str(tmp_path / "t.duckdb"), "-q",
-              "--table", "q", endpoint=proxy.endpoint_url)
+    bad = run(
+        "ingest",
+        f"s3://{bucket}/nope.csv",
+        "--db",
+        str(tmp_path / "t.duckdb"),
+        "-q",
+        "--table",
+        "q",
+        endpoint=proxy.endpoint_url,
+    )
     assert bad.returncode == 1 and bad.stdout == ""
     assert f"s3://{bucket}/nope.csv" in bad.stderr and not ANSI.search(bad.stderr)
 
@@ -178,8 +268,18 @@ def test_from_file_stdin_include_exclude_and_env_options(
     s3.put_object(Bucket=bucket, Key="f/skip.tsv", Body=b"a\tb\n1\t2\n")
     listing = f"# inputs\ns3://{bucket}/f/000.csv\n\ns3://{bucket}/f/*\n"
     env = dict(os.environ, DREAMBOLT_TABLE="fromfile", DREAMBOLT_DB=str(tmp_path / "e.duckdb"))
-    done = run("ingest", "--from-file", "-", "--exclude", "*.tsv", "--part-size", "1MiB",
-               stdin=listing, env=env, endpoint=proxy.endpoint_url)
+    done = run(
+        "ingest",
+        "--from-file",
+        "-",
+        "--exclude",
+        "*.tsv",
+        "--part-size",
+        "1MiB",
+        stdin=listing,
+        env=env,
+        endpoint=proxy.endpoint_url,
+    )
     assert done.returncode == 0, done.stderr
     assert len(rows_per_file(tmp_path / "e.duckdb", "fromfile")) == 3
 
@@ -191,7 +291,8 @@ def test_ls_lists_keys_sizes_and_etags(proxy: FaultProxy, s3: Any, bucket: str) 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert [line.split()[-1] for line in lines] == [
-        f"s3://{bucket}/logs/2024-01/000.csv", f"s3://{bucket}/logs/2024-01/001.csv"
+        f"s3://{bucket}/logs/2024-01/000.csv",
+        f"s3://{bucket}/logs/2024-01/001.csv",
     ]
     etag = s3.head_object(Bucket=bucket, Key="logs/2024-01/000.csv")["ETag"]
     assert etag in lines[0]
@@ -215,9 +316,24 @@ def test_demo_runs_with_no_aws_configuration(tmp_path: Path) -> None:
 def _start_slow_ingest(proxy: FaultProxy, bucket: str, db: Path) -> subprocess.Popen[str]:
     proxy.add_rule("delay", method="GET", path="/k/", delay=0.15)
     return subprocess.Popen(
-        [sys.executable, "-m", "dreambolt", "ingest", f"s3://{bucket}/k/", "--table", "k",
-         "--db", str(db), "--concurrency", "1", "--endpoint-url", proxy.endpoint_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dreambolt",
+            "ingest",
+            f"s3://{bucket}/k/",
+            "--table",
+            "k",
+            "--db",
+            str(db),
+            "--concurrency",
+            "1",
+            "--endpoint-url",
+            proxy.endpoint_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -241,15 +357,25 @@ def test_sigkill_mid_batch_then_rerun_loads_each_file_exactly_once(
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     proxy.reset()
-    rerun = run("ingest", f"s3://{bucket}/k/", "--table", "k", "--db", str(db), "--json",
-                endpoint=proxy.endpoint_url)
+    rerun = run(
+        "ingest",
+        f"s3://{bucket}/k/",
+        "--table",
+        "k",
+        "--db",
+        str(db),
+        "--json",
+        endpoint=proxy.endpoint_url,
+    )
     assert rerun.returncode == 0, rerun.stderr
     statuses = [f["status"] for f in json.loads(rerun.stdout)["files"]]
     assert statuses.count("unchanged") >= 1 and statuses.count("loaded") >= 1
     assert rows_per_file(db, "k") == expected  # every file present, none twice
     with duckdb.connect(str(db), read_only=True) as con:
-        active = con.execute("SELECT count(*), count(DISTINCT uri) FROM _dreambolt_loads "
-                             "WHERE table_name = 'k' AND active").fetchall()
+        active = con.execute(
+            "SELECT count(*), count(DISTINCT uri) FROM _dreambolt_loads "
+            "WHERE table_name = 'k' AND active"
+        ).fetchall()
     assert active == [(24, 24)]
 
 
@@ -272,8 +398,11 @@ def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(
     proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     line = b"12345,some text to make the row longer than a few bytes,67.89\n"
-    s3.put_object(Bucket=bucket, Key="big/huge.csv",
-                  Body=b"id,note,amount\n" + line * (70 * 2**20 // len(line)))
+    s3.put_object(
+        Bucket=bucket,
+        Key="big/huge.csv",
+        Body=b"id,note,amount\n" + line * (70 * 2**20 // len(line)),
+    )
     db = tmp_path / "big.duckdb"
     release = threading.Event()
 
@@ -281,12 +410,24 @@ def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(
         if not request.headers.get("Range", "").startswith("bytes=0-"):
             release.wait(30)  # the first part arrives, so parsing and writing have begun
 
-    proxy.add_rule("call", method="GET", path="/big/huge.csv$", has_range=True,
-                   fn=hold_later_ranges)
+    proxy.add_rule(
+        "call", method="GET", path="/big/huge.csv$", has_range=True, fn=hold_later_ranges
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dreambolt", "ingest", f"s3://{bucket}/big/huge.csv",
-         "--db", str(db), "--endpoint-url", proxy.endpoint_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dreambolt",
+            "ingest",
+            f"s3://{bucket}/big/huge.csv",
+            "--db",
+            str(db),
+            "--endpoint-url",
+            proxy.endpoint_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for_gets(proxy, 2, path="/big/huge.csv$")
@@ -299,8 +440,9 @@ def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(
     assert proc.returncode == 130, stderr
     assert time.monotonic() - began < 15  # not after the 30 s the held ranges would take
     with duckdb.connect(str(db), read_only=True) as con:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
     assert "huge" not in tables
 
 

@@ -41,8 +41,16 @@ def test_dialects_from_s3_are_detected(
     }
     for key in objects:
         name = key.split("/")[0]
-        done = run("ingest", f"s3://{bucket}/{key}", "--db", str(db), "--table", name, "-q",
-                   endpoint=proxy.endpoint_url)
+        done = run(
+            "ingest",
+            f"s3://{bucket}/{key}",
+            "--db",
+            str(db),
+            "--table",
+            name,
+            "-q",
+            endpoint=proxy.endpoint_url,
+        )
         assert done.returncode == 0, done.stderr
         assert table(db, name) == expected[name]
 
@@ -51,9 +59,22 @@ def test_overrides_and_encoding_from_the_command_line(tmp_path: Path) -> None:
     data = tmp_path / "export.txt"
     data.write_bytes("junk line\nZoë|1\nJosé|2\n".encode("latin-1"))
     db = tmp_path / "o.duckdb"
-    done = run("ingest", str(data), "--db", str(db), "--table", "people", "--json",
-               "--csv-delimiter", "|", "--no-csv-header", "--csv-skip-rows", "1",
-               "--encoding", "latin-1")
+    done = run(
+        "ingest",
+        str(data),
+        "--db",
+        str(db),
+        "--table",
+        "people",
+        "--json",
+        "--csv-delimiter",
+        "|",
+        "--no-csv-header",
+        "--csv-skip-rows",
+        "1",
+        "--encoding",
+        "latin-1",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["rows"] == 2
     assert table(db, "people") == [("column0", "column1"), ("José", 2), ("Zoë", 1)]

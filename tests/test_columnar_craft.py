@@ -53,8 +53,11 @@ def _value(kind: int, value: Any) -> bytes:
         return thrift(value)
     if kind == LIST:
         element, items = value
-        head = bytes([len(items) << 4 | element]) if len(items) < 15 else (
-            bytes([0xF0 | element]) + _varint(len(items)))
+        head = (
+            bytes([len(items) << 4 | element])
+            if len(items) < 15
+            else (bytes([0xF0 | element]) + _varint(len(items)))
+        )
         return head + b"".join(_value(element, item) for item in items)
     raise ValueError(kind)
 
@@ -64,8 +67,11 @@ def thrift(fields: Fields) -> bytes:
     out, last = bytearray(), 0
     for fid, kind, value in fields:
         wire = (1 if value else 2) if kind == BOOL else kind
-        out += bytes([(fid - last) << 4 | wire]) if 0 < fid - last < 16 else (
-            bytes([wire]) + _zigzag(fid))
+        out += (
+            bytes([(fid - last) << 4 | wire])
+            if 0 < fid - last < 16
+            else (bytes([wire]) + _zigzag(fid))
+        )
         if kind != BOOL:
             out += _value(kind, value)
         last = fid
@@ -156,8 +162,17 @@ def parquet_file(schema: list[Node], chunks: list[Chunk], rows: int) -> bytes:
         if chunk.dictionary is not None:
             body = plain(chunk.physical, chunk.dictionary)
             declared = len(chunk.dictionary) if chunk.dict_count is None else chunk.dict_count
-            out += thrift([(1, I32, 2), (2, I32, len(body)), (3, I32, len(body)),
-                           (7, STRUCT, [(1, I32, declared), (2, I32, 0)])]) + body
+            out += (
+                thrift(
+                    [
+                        (1, I32, 2),
+                        (2, I32, len(body)),
+                        (3, I32, len(body)),
+                        (7, STRUCT, [(1, I32, declared), (2, I32, 0)]),
+                    ]
+                )
+                + body
+            )
             dictionary = [(11, I64, start)]
         page = len(out)
         body = b""
@@ -178,16 +193,38 @@ def parquet_file(schema: list[Node], chunks: list[Chunk], rows: int) -> bytes:
         if count is None:
             count = len(chunk.defs) if chunk.defs is not None else len(chunk.values)
         size = len(body) if chunk.page_size is None else chunk.page_size
-        out += thrift([(1, I32, 0), (2, I32, size), (3, I32, size),
-                       (5, STRUCT, [(1, I32, count), (2, I32, encoding), (3, I32, 3),
-                                    (4, I32, 3)])]) + body
+        out += (
+            thrift(
+                [
+                    (1, I32, 0),
+                    (2, I32, size),
+                    (3, I32, size),
+                    (5, STRUCT, [(1, I32, count), (2, I32, encoding), (3, I32, 3), (4, I32, 3)]),
+                ]
+            )
+            + body
+        )
         total = len(out) - start
-        metas.append([
-            (2, I64, start),
-            (3, STRUCT, [(1, I32, chunk.physical), (2, LIST, (I32, [0, 3, encoding])),
-                         (3, LIST, (BINARY, chunk.path)), (4, I32, 0), (5, I64, count),
-                         (6, I64, total), (7, I64, total), (9, I64, page), *dictionary]),
-        ])
+        metas.append(
+            [
+                (2, I64, start),
+                (
+                    3,
+                    STRUCT,
+                    [
+                        (1, I32, chunk.physical),
+                        (2, LIST, (I32, [0, 3, encoding])),
+                        (3, LIST, (BINARY, chunk.path)),
+                        (4, I32, 0),
+                        (5, I64, count),
+                        (6, I64, total),
+                        (7, I64, total),
+                        (9, I64, page),
+                        *dictionary,
+                    ],
+                ),
+            ]
+        )
     flat: list[Fields] = []
 
     def walk(node: Node) -> None:
@@ -196,20 +233,30 @@ def parquet_file(schema: list[Node], chunks: list[Chunk], rows: int) -> bytes:
             walk(child)
 
     walk(Node("schema", children=schema))
-    footer = thrift([
-        (1, I32, 1), (2, LIST, (STRUCT, flat)), (3, I64, rows),
-        (4, LIST, (STRUCT, [[(1, LIST, (STRUCT, metas)), (2, I64, len(out) - 4),
-                             (3, I64, rows)]])),
-        (6, BINARY, "dreambolt tests"),
-    ])
+    footer = thrift(
+        [
+            (1, I32, 1),
+            (2, LIST, (STRUCT, flat)),
+            (3, I64, rows),
+            (
+                4,
+                LIST,
+                (STRUCT, [[(1, LIST, (STRUCT, metas)), (2, I64, len(out) - 4), (3, I64, rows)]]),
+            ),
+            (6, BINARY, "dreambolt tests"),
+        ]
+    )
     return bytes(out + footer + struct.pack("<I", len(footer)) + b"PAR1")
 
 
 def repeated_no_annotation() -> tuple[bytes, list[dict[str, Any]]]:
     """parquet-testing's repeated_no_annotation.parquet rebuilt: a repeated group without LIST
     annotation inside an optional group; 6 rows. Returns the file and the rows pyarrow reads."""
-    phone = Node("phone", REPEATED, children=[
-        Node("number", REQUIRED, PINT64), Node("kind", OPTIONAL, PBYTES, converted=UTF8)])
+    phone = Node(
+        "phone",
+        REPEATED,
+        children=[Node("number", REQUIRED, PINT64), Node("kind", OPTIONAL, PBYTES, converted=UTF8)],
+    )
     schema = [Node("id", REQUIRED, PINT32), Node("phoneNumbers", OPTIONAL, children=[phone])]
     # rows: null, null, no phones, one without kind, one "home", three
     reps = [0, 0, 0, 0, 0, 0, 1, 1]
@@ -219,18 +266,33 @@ def repeated_no_annotation() -> tuple[bytes, list[dict[str, Any]]]:
     chunks = [
         Chunk(["id"], PINT32, [1, 2, 3, 4, 5, 6]),
         Chunk(["phoneNumbers", "phone", "number"], PINT64, numbers, number_defs, reps, 2, 1),
-        Chunk(["phoneNumbers", "phone", "kind"], PBYTES, ["home", "home", "mobile"], kind_defs,
-              reps, 3, 1),
+        Chunk(
+            ["phoneNumbers", "phone", "kind"],
+            PBYTES,
+            ["home", "home", "mobile"],
+            kind_defs,
+            reps,
+            3,
+            1,
+        ),
     ]
 
     def entry(number: int, kind: str | None) -> dict[str, Any]:
         return {"number": number, "kind": kind}
 
     phones: list[dict[str, Any] | None] = [
-        None, None, {"phone": []}, {"phone": [entry(5555555555, None)]},
+        None,
+        None,
+        {"phone": []},
+        {"phone": [entry(5555555555, None)]},
         {"phone": [entry(1111111111, "home")]},
-        {"phone": [entry(1111111111, "home"), entry(2222222222, None),
-                   entry(3333333333, "mobile")]},
+        {
+            "phone": [
+                entry(1111111111, "home"),
+                entry(2222222222, None),
+                entry(3333333333, "mobile"),
+            ]
+        },
     ]
     rows = [{"id": i + 1, "phoneNumbers": p} for i, p in enumerate(phones)]
     return parquet_file(schema, chunks, 6), rows
@@ -244,8 +306,12 @@ def repeated_primitive() -> tuple[bytes, list[dict[str, Any]]]:
         Chunk(["ints"], PINT32, [1, 2, 3, 4, 5], [1, 1, 0, 1, 1, 1], [0, 1, 0, 0, 0, 1], 1, 1),
         Chunk(["words"], PBYTES, ["a", "b", "c", "d"], [1, 0, 1, 1, 1], [0, 0, 0, 1, 0], 1, 1),
     ]
-    rows = [{"ints": [1, 2], "words": ["a"]}, {"ints": [], "words": []},
-            {"ints": [3], "words": ["b", "c"]}, {"ints": [4, 5], "words": ["d"]}]
+    rows = [
+        {"ints": [1, 2], "words": ["a"]},
+        {"ints": [], "words": []},
+        {"ints": [3], "words": ["b", "c"]},
+        {"ints": [4, 5], "words": ["d"]},
+    ]
     return parquet_file(schema, chunks, 4), rows
 
 
@@ -262,10 +328,10 @@ def read_ways(
     path.write_bytes(raw)
     return {
         "read_bytes": formats.read_bytes(raw, fmt, name=path.name),
-        "iter_file": pl.concat(formats.iter_file(path, fmt, name=path.name,
-                                                 batch_rows=batch_rows)),
-        "iter_bytes": pl.concat(formats.iter_bytes(raw, fmt, name=path.name,
-                                                   batch_rows=batch_rows)),
+        "iter_file": pl.concat(formats.iter_file(path, fmt, name=path.name, batch_rows=batch_rows)),
+        "iter_bytes": pl.concat(
+            formats.iter_bytes(raw, fmt, name=path.name, batch_rows=batch_rows)
+        ),
     }
 
 
@@ -273,8 +339,9 @@ def pyarrow_table(raw: bytes) -> pa.Table:
     """How pyarrow reads `raw` (Parquet with INT96 at microseconds and page checksums checked,
     or IPC file or stream)."""
     if raw.startswith(b"PAR1"):
-        return pq.ParquetFile(pa.BufferReader(raw), coerce_int96_timestamp_unit="us",
-                              page_checksum_verification=True).read(use_threads=False)
+        return pq.ParquetFile(
+            pa.BufferReader(raw), coerce_int96_timestamp_unit="us", page_checksum_verification=True
+        ).read(use_threads=False)
     if raw.startswith(b"ARROW1"):
         return pa_ipc.open_file(pa.BufferReader(raw)).read_all()
     return pa_ipc.open_stream(pa.BufferReader(raw)).read_all()

@@ -97,15 +97,20 @@ within(60, lambda: time.sleep(120))
 
 def test_an_abandoned_call_does_not_hold_the_process_at_exit() -> None:
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _ABANDON], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _ABANDON], capture_output=True, text=True, timeout=60
+    )
     assert (done.returncode, done.stdout) == (0, "overran\n"), done.stderr
     assert time.monotonic() - start < 30  # not the 120 s the call would take
 
 
 def test_ctrl_c_while_waiting_stops_at_once() -> None:
-    child = subprocess.Popen([sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == "waiting\n"
@@ -142,8 +147,8 @@ class _Slow(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.at + len(buffer) > self.slow_from:
             self.gate.wait(30)
-        piece = self.data[self.at:self.at + len(buffer)]
-        buffer[:len(piece)] = piece
+        piece = self.data[self.at : self.at + len(buffer)]
+        buffer[: len(piece)] = piece
         self.at += len(piece)
         return len(piece)
 
@@ -156,16 +161,22 @@ def _stream(batches: int) -> bytes:
     return sink.getvalue()
 
 
-@pytest.mark.parametrize(("slow_from", "step"), [
-    (0, "its footer and schema"), (200, "record batch 1"),
-])
+@pytest.mark.parametrize(
+    ("slow_from", "step"),
+    [
+        (0, "its footer and schema"),
+        (200, "record batch 1"),
+    ],
+)
 def test_a_step_that_overruns_fails_the_file(slow_from: int, step: str) -> None:
     gate = threading.Event()
     source = pa.PythonFile(_Slow(_stream(3), slow_from, gate), mode="r")
     start = time.monotonic()
     try:
-        with pytest.raises(FormatError) as caught, translated("s3://b/slow.arrow",
-                                                              FileFormat("ipc")):
+        with (
+            pytest.raises(FormatError) as caught,
+            translated("s3://b/slow.arrow", FileFormat("ipc")),
+        ):
             list(columnar.arrow_frames(source, "ipc", 1_000, DEFAULT_LIMITS, seconds=0.3))
     finally:
         gate.set()  # let the abandoned read finish
@@ -216,6 +227,7 @@ print(os.waitstatus_to_exitcode(status))
 
 
 def test_a_forked_process_gets_workers_of_its_own() -> None:
-    done = subprocess.run([sys.executable, "-c", _FORKED], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED], capture_output=True, text=True, timeout=60
+    )
     assert (done.returncode, done.stdout) == (0, "0\n"), done.stderr

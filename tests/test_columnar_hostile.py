@@ -71,12 +71,17 @@ BAD = {
     "a negative page size": _ints(page_size=-100),
     "repetition levels starting at 1 (ARROW-GH-45185)": parquet_file(
         [Node("l", REPEATED, PINT32)],
-        [Chunk(["l"], PINT32, [1, 2, 3], [1, 1, 1], [1, 0, 1], 1, 1)], 2),
+        [Chunk(["l"], PINT32, [1, 2, 3], [1, 1, 1], [1, 0, 1], 1, 1)],
+        2,
+    ),
     "columns of different lengths (ARROW-GH-41317)": parquet_file(
         [Node("a", REQUIRED, PINT32), Node("b", REQUIRED, PINT32)],
-        [Chunk(["a"], PINT32, [1, 2, 3]), Chunk(["b"], PINT32, [1, 2, 3, 4, 5])], 5),
+        [Chunk(["a"], PINT32, [1, 2, 3]), Chunk(["b"], PINT32, [1, 2, 3, 4, 5])],
+        5,
+    ),
     "2**62 rows declared": parquet_file(
-        [Node("a", REQUIRED, PINT32)], [Chunk(["a"], PINT32, [1, 2, 3])], 2**62),
+        [Node("a", REQUIRED, PINT32)], [Chunk(["a"], PINT32, [1, 2, 3])], 2**62
+    ),
 }
 
 
@@ -121,8 +126,10 @@ def test_bad_data_that_pyarrow_refuses_is_refused(tmp_path: Path) -> None:
     assert len(refused) >= 10  # most of them: the check above is not vacuous
     with pytest.raises(FormatError, match="cannot read as parquet: The repetition level"):
         read_ways(BAD["repetition levels starting at 1 (ARROW-GH-45185)"], "parquet", tmp_path)
-    with pytest.raises(FormatError, match=(
-            "it holds 3 rows where its footer says 4,611,686,018,427,387,904: is it truncated")):
+    with pytest.raises(
+        FormatError,
+        match=("it holds 3 rows where its footer says 4,611,686,018,427,387,904: is it truncated"),
+    ):
         read_ways(BAD["2**62 rows declared"], "parquet", tmp_path)
 
 
@@ -131,17 +138,20 @@ def test_bad_data_that_pyarrow_refuses_is_refused(tmp_path: Path) -> None:
 
 def _table() -> pa.Table:
     n = 1_200
-    return pa.table({
-        "i": pa.array(range(n)),
-        "f": pa.array([i / 3 for i in range(n)]),
-        "s": pa.array([None if i % 11 == 0 else f"w{i % 50}" for i in range(n)]),
-        "u": pa.array([f"unique text {i}" for i in range(n)]),
-        "l": pa.array([list(range(i % 4)) if i % 5 else None for i in range(n)],
-                      pa.list_(pa.int32())),
-        "st": pa.array([{"a": i, "b": str(i)} if i % 7 else None for i in range(n)]),
-        "ts": pa.array(range(0, n * 10**9, 10**9), pa.timestamp("us")),
-        "b": pa.array([i % 3 == 0 for i in range(n)]),
-    })
+    return pa.table(
+        {
+            "i": pa.array(range(n)),
+            "f": pa.array([i / 3 for i in range(n)]),
+            "s": pa.array([None if i % 11 == 0 else f"w{i % 50}" for i in range(n)]),
+            "u": pa.array([f"unique text {i}" for i in range(n)]),
+            "l": pa.array(
+                [list(range(i % 4)) if i % 5 else None for i in range(n)], pa.list_(pa.int32())
+            ),
+            "st": pa.array([{"a": i, "b": str(i)} if i % 7 else None for i in range(n)]),
+            "ts": pa.array(range(0, n * 10**9, 10**9), pa.timestamp("us")),
+            "b": pa.array([i % 3 == 0 for i in range(n)]),
+        }
+    )
 
 
 def _parquet(**options: object) -> bytes:
@@ -162,10 +172,11 @@ def _ipc(*, file: bool, compression: str | None) -> bytes:
 VALID = {
     "snappy v1": lambda: _parquet(compression="snappy"),
     "zstd v2 with page index and checksums": lambda: _parquet(
-        compression="zstd", data_page_version="2.0", write_page_index=True,
-        write_page_checksum=True),
+        compression="zstd", data_page_version="2.0", write_page_index=True, write_page_checksum=True
+    ),
     "plain pages, small row groups": lambda: _parquet(
-        compression="none", use_dictionary=False, row_group_size=400, data_page_size=1024),
+        compression="none", use_dictionary=False, row_group_size=400, data_page_size=1024
+    ),
     "gzip, INT96": lambda: _parquet(compression="gzip", use_deprecated_int96_timestamps=True),
     "ipc file": lambda: _ipc(file=True, compression=None),
     "ipc stream, lz4": lambda: _ipc(file=False, compression="lz4"),
@@ -183,19 +194,18 @@ def _mutated(data: bytes, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 4)):
             raw[len(raw) - 1 - rng.randrange(min(len(raw), 3000))] = rng.randrange(256)
     elif how == "cut":
-        del raw[rng.randrange(len(raw)):]
+        del raw[rng.randrange(len(raw)) :]
     elif how == "zero":
         at, size = rng.randrange(len(raw)), rng.randint(1, 64)
-        raw[at:at + size] = bytes(len(raw[at:at + size]))
+        raw[at : at + size] = bytes(len(raw[at : at + size]))
     else:
         at = rng.randrange(len(raw) - 4)
-        raw[at:at + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\xff" * 4])
+        raw[at : at + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\xff" * 4])
     return bytes(raw)
 
 
 @pytest.mark.parametrize("base", VALID)
-def test_mutated_files_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path,
-                                                                 base: str) -> None:
+def test_mutated_files_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path, base: str) -> None:
     data = VALID[base]()
     kind = "ipc" if base.startswith("ipc") else "parquet"
     rng = random.Random(f"dreambolt {base}")
@@ -224,8 +234,12 @@ def test_the_process_exits_cleanly_right_after_a_failed_read(tmp_path: Path) -> 
     path = tmp_path / "bad.parquet"
     path.write_bytes(BAD["2**62 rows declared"])
     for _ in range(4):
-        done = subprocess.run([sys.executable, "-c", _EXIT_AT_ONCE, str(path)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_AT_ONCE, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr[-500:]
 
 

@@ -23,8 +23,9 @@ from test_columnar_ipc_craft import every_type, ipc_bytes
 from dreambolt.errors import FormatError
 
 
-def _ipc(table: pa.Table, *, file: bool = True, compression: str | None = None,
-         chunk: int | None = None) -> bytes:
+def _ipc(
+    table: pa.Table, *, file: bool = True, compression: str | None = None, chunk: int | None = None
+) -> bytes:
     sink = io.BytesIO()
     options = pa_ipc.IpcWriteOptions(compression=compression)
     opener = pa_ipc.new_file if file else pa_ipc.new_stream
@@ -44,8 +45,13 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 
 def test_lz4_feather_of_pyarrow_0_17(tmp_path: Path) -> None:
     """pyarrow's own test file: polars' reader gave 40, 1838102379389329924, ... for 0, 1, ..."""
-    path = (Path(pa.__file__).parent / "tests" / "data" / "feather"
-            / "v0.17.0.version.2-compression.lz4.feather")
+    path = (
+        Path(pa.__file__).parent
+        / "tests"
+        / "data"
+        / "feather"
+        / "v0.17.0.version.2-compression.lz4.feather"
+    )
     assert path.exists(), f"pyarrow 26 ships {path}: is the pinned pyarrow installed?"
     want = _frame(feather.read_table(path))
     assert want["a"].to_list()[:3] == [0, 1, 2]
@@ -55,14 +61,17 @@ def test_lz4_feather_of_pyarrow_0_17(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd", None])
 @pytest.mark.parametrize("file", [True, False])
-def test_compressed_ipc_files_and_streams(tmp_path: Path, compression: str | None,
-                                          file: bool) -> None:
+def test_compressed_ipc_files_and_streams(
+    tmp_path: Path, compression: str | None, file: bool
+) -> None:
     rows = 5_000
-    table = pa.table({
-        "n": pa.array(range(rows)),
-        "s": pa.array([None if i % 3 == 0 else f"v{i % 17}" for i in range(rows)]),
-        "l": pa.array([[i, None] if i % 4 else None for i in range(rows)]),
-    })
+    table = pa.table(
+        {
+            "n": pa.array(range(rows)),
+            "s": pa.array([None if i % 3 == 0 else f"v{i % 17}" for i in range(rows)]),
+            "l": pa.array([[i, None] if i % 4 else None for i in range(rows)]),
+        }
+    )
     raw = _ipc(table, file=file, compression=compression, chunk=700)
     for frame in read_ways(raw, "ipc", tmp_path, batch_rows=1000).values():
         assert_frame_equal(frame, _frame(table))
@@ -86,24 +95,33 @@ def test_big_endian_ipc_reads_as_its_little_endian_twin(tmp_path: Path, file: bo
 def test_conversions_keep_every_value(tmp_path: Path) -> None:
     offset = dt.timezone(dt.timedelta(hours=5, minutes=30))
     instant = dt.datetime(2024, 3, 1, 12, 0, tzinfo=offset)
-    table = pa.table({
-        "secs": pa.array([0, 253402300799, None], pa.timestamp("s")),
-        "span": pa.array([1, -86400, None], pa.duration("s")),
-        "zoned": pa.array([instant, None, instant], pa.timestamp("us", "+05:30")),
-        "half": pa.array([1.5, None, -0.25], pa.float16()),
-        "dec": pa.array([Decimal("12.50"), None, Decimal("-1.25")], pa.decimal256(20, 2)),
-        "huge": pa.array([Decimal("1" * 50), None, Decimal(-7)], pa.decimal256(50, 0)),
-        "runs": pa.RunEndEncodedArray.from_arrays(pa.array([2, 3], pa.int32()),
-                                                  pa.array(["a", None])),
-        "nested": pa.array([[1.5], None, []], pa.list_(pa.float16())),
-    })
+    table = pa.table(
+        {
+            "secs": pa.array([0, 253402300799, None], pa.timestamp("s")),
+            "span": pa.array([1, -86400, None], pa.duration("s")),
+            "zoned": pa.array([instant, None, instant], pa.timestamp("us", "+05:30")),
+            "half": pa.array([1.5, None, -0.25], pa.float16()),
+            "dec": pa.array([Decimal("12.50"), None, Decimal("-1.25")], pa.decimal256(20, 2)),
+            "huge": pa.array([Decimal("1" * 50), None, Decimal(-7)], pa.decimal256(50, 0)),
+            "runs": pa.RunEndEncodedArray.from_arrays(
+                pa.array([2, 3], pa.int32()), pa.array(["a", None])
+            ),
+            "nested": pa.array([[1.5], None, []], pa.list_(pa.float16())),
+        }
+    )
     for frame in read_ways(_ipc(table), "ipc", tmp_path, batch_rows=2).values():
-        assert frame.schema == pl.Schema({
-            "secs": pl.Datetime("ms"), "span": pl.Duration("ms"),
-            "zoned": pl.Datetime("us", "UTC"), "half": pl.Float32,
-            "dec": pl.Decimal(20, 2), "huge": pl.String, "runs": pl.String,
-            "nested": pl.List(pl.Float32),
-        })
+        assert frame.schema == pl.Schema(
+            {
+                "secs": pl.Datetime("ms"),
+                "span": pl.Duration("ms"),
+                "zoned": pl.Datetime("us", "UTC"),
+                "half": pl.Float32,
+                "dec": pl.Decimal(20, 2),
+                "huge": pl.String,
+                "runs": pl.String,
+                "nested": pl.List(pl.Float32),
+            }
+        )
         assert frame["secs"].cast(pl.Int64).to_list() == [0, 253402300799000, None]
         assert frame["span"].cast(pl.Int64).to_list() == [1000, -86400000, None]
         assert frame["zoned"].to_list() == [instant, None, instant]  # the same instants
@@ -121,17 +139,27 @@ def test_seconds_past_what_milliseconds_hold_are_refused(tmp_path: Path) -> None
         read_ways(_ipc(table), "ipc", tmp_path)
 
 
-@pytest.mark.parametrize(("column", "what"), [
-    (pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval()), "an interval"),
-    (pa.UnionArray.from_sparse(pa.array([0], pa.int8()), [pa.array([1]), pa.array(["a"])]),
-     "a union"),
-    (pa.array([[1]], pa.list_view(pa.int8())), "a list view"),
-    (pa.StructArray.from_arrays([pa.RunEndEncodedArray.from_arrays(
-        pa.array([1], pa.int32()), pa.array(["x"]))], names=["r"]),
-     "run-end encoded inside a nested column"),
-])
-def test_types_polars_cannot_hold_are_refused_by_name(tmp_path: Path, column: pa.Array,
-                                                      what: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "what"),
+    [
+        (pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval()), "an interval"),
+        (
+            pa.UnionArray.from_sparse(pa.array([0], pa.int8()), [pa.array([1]), pa.array(["a"])]),
+            "a union",
+        ),
+        (pa.array([[1]], pa.list_view(pa.int8())), "a list view"),
+        (
+            pa.StructArray.from_arrays(
+                [pa.RunEndEncodedArray.from_arrays(pa.array([1], pa.int32()), pa.array(["x"]))],
+                names=["r"],
+            ),
+            "run-end encoded inside a nested column",
+        ),
+    ],
+)
+def test_types_polars_cannot_hold_are_refused_by_name(
+    tmp_path: Path, column: pa.Array, what: str
+) -> None:
     table = pa.table({"fine": [1], "odd": column})
     with pytest.raises(FormatError, match=f"file.ipc: cannot read as ipc: column 'odd' is {what}"):
         read_ways(_ipc(table), "ipc", tmp_path)

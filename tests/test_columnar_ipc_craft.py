@@ -73,10 +73,15 @@ class _Builder:
         return at
 
     def _table(self, table: FbTable) -> int:
-        sizes = [struct.calcsize("<" + s[0]) if isinstance(s, tuple) else 4
-                 for s in table.slots if s is not None]
-        order = sorted((i for i, s in enumerate(table.slots) if s is not None),
-                       key=lambda i: -sizes[sum(1 for s in table.slots[:i] if s is not None)])
+        sizes = [
+            struct.calcsize("<" + s[0]) if isinstance(s, tuple) else 4
+            for s in table.slots
+            if s is not None
+        ]
+        order = sorted(
+            (i for i, s in enumerate(table.slots) if s is not None),
+            key=lambda i: -sizes[sum(1 for s in table.slots[:i] if s is not None)],
+        )
         where: dict[int, int] = {}
         size = 4
         for i in order:
@@ -86,8 +91,12 @@ class _Builder:
             where[i] = size
             size += width
         size += -size % 4
-        vtable = struct.pack(f"<{2 + len(table.slots)}H", 4 + 2 * len(table.slots), size,
-                             *(where.get(i, 0) for i in range(len(table.slots))))
+        vtable = struct.pack(
+            f"<{2 + len(table.slots)}H",
+            4 + 2 * len(table.slots),
+            size,
+            *(where.get(i, 0) for i in range(len(table.slots))),
+        )
         self.pad(8, len(vtable))
         self.buf += vtable
         at = len(self.buf)
@@ -131,8 +140,13 @@ def _type(dtype: pa.DataType) -> tuple[int, FbTable]:
     if pa.types.is_timestamp(dtype):
         unit = ("s", "ms", "us", "ns").index(dtype.unit)
         return 10, FbTable([("h", unit), dtype.tz])
-    simple = {pa.types.is_binary: 4, pa.types.is_string: 5, pa.types.is_boolean: 6,
-              pa.types.is_list: 12, pa.types.is_struct: 13}
+    simple = {
+        pa.types.is_binary: 4,
+        pa.types.is_string: 5,
+        pa.types.is_boolean: 6,
+        pa.types.is_list: 12,
+        pa.types.is_struct: 13,
+    }
     for test, tag in simple.items():
         if test(dtype):
             return tag, FbTable([])
@@ -149,8 +163,7 @@ def _field(f: pa.Field, ids: dict[str, int]) -> FbTable:
         del index
     tag, table = _type(dtype)
     children = [_field(dtype.field(i), ids) for i in range(dtype.num_fields)]
-    return FbTable([f.name, ("?", f.nullable), ("B", tag), table, encoding,
-                    FbVector(children)])
+    return FbTable([f.name, ("?", f.nullable), ("B", tag), table, encoding, FbVector(children)])
 
 
 def _widths(dtype: pa.DataType) -> list[int]:
@@ -167,8 +180,11 @@ def _widths(dtype: pa.DataType) -> list[int]:
     return [0, dtype.bit_width // 8]
 
 
-def _flatten(array: pa.Array, nodes: list[tuple[int, int]], buffers: list[tuple[Any, int]],
-             ) -> None:
+def _flatten(
+    array: pa.Array,
+    nodes: list[tuple[int, int]],
+    buffers: list[tuple[Any, int]],
+) -> None:
     nodes.append((len(array), array.null_count))
     own = array.buffers()[: len(_widths(array.type))]
     buffers.extend(zip(own, _widths(array.type), strict=True))
@@ -182,7 +198,7 @@ def _flatten(array: pa.Array, nodes: list[tuple[int, int]], buffers: list[tuple[
 def _swapped(data: bytes, width: int) -> bytes:
     if width <= 1:
         return data
-    return b"".join(data[i:i + width][::-1] for i in range(0, len(data) - width + 1, width))
+    return b"".join(data[i : i + width][::-1] for i in range(0, len(data) - width + 1, width))
 
 
 def _message(header_tag: int, header: FbTable, body: bytes) -> bytes:
@@ -230,8 +246,9 @@ def ipc_bytes(table: pa.Table, *, big_endian: bool, file: bool = False) -> bytes
     if not file:
         return bytes(out + struct.pack("<Ii", 0xFFFFFFFF, 0))
     out += struct.pack("<Ii", 0xFFFFFFFF, 0)
-    footer = flatbuffer(FbTable([("h", 4), schema, FbVector(blocks[2], "qi4xq"),
-                                 FbVector(blocks[3], "qi4xq")]))
+    footer = flatbuffer(
+        FbTable([("h", 4), schema, FbVector(blocks[2], "qi4xq"), FbVector(blocks[3], "qi4xq")])
+    )
     return bytes(out + footer + struct.pack("<i", len(footer)) + b"ARROW1")
 
 
@@ -259,26 +276,40 @@ def every_type() -> pa.Table:
     import datetime as dt
     from decimal import Decimal
 
-    first = pa.table({
-        "i16": pa.array([1, None, -3], pa.int16()),
-        "i64": pa.array([1 << 40, 2, None]),
-        "u32": pa.array([1, 2, 3], pa.uint32()),
-        "f32": pa.array([1.5, None, -2.25], pa.float32()),
-        "f64": pa.array([1.5, None, -2.25]),
-        "flag": pa.array([True, None, False]),
-        "text": pa.array(["a", None, "héllo"]),
-        "blob": pa.array([b"\x00\x01", None, b""]),
-        "day": pa.array([dt.date(2020, 1, 1), None, dt.date(1, 1, 1)]),
-        "at": pa.array([dt.datetime(2020, 1, 2, 3, 4, 5, 6), None, dt.datetime(9999, 1, 1)],
-                       pa.timestamp("us", "UTC")),
-        "ints": pa.array([[1, 2], None, []], pa.list_(pa.int32())),
-        "money": pa.array([Decimal("1.25"), None, Decimal("-99999999.99")], pa.decimal128(10, 2)),
-        "rec": pa.array([{"x": 1, "y": "a"}, None, {"x": None, "y": "c"}]),
-        "cat": pa.array(["x", "y", None]).dictionary_encode(),
-    })
+    first = pa.table(
+        {
+            "i16": pa.array([1, None, -3], pa.int16()),
+            "i64": pa.array([1 << 40, 2, None]),
+            "u32": pa.array([1, 2, 3], pa.uint32()),
+            "f32": pa.array([1.5, None, -2.25], pa.float32()),
+            "f64": pa.array([1.5, None, -2.25]),
+            "flag": pa.array([True, None, False]),
+            "text": pa.array(["a", None, "héllo"]),
+            "blob": pa.array([b"\x00\x01", None, b""]),
+            "day": pa.array([dt.date(2020, 1, 1), None, dt.date(1, 1, 1)]),
+            "at": pa.array(
+                [dt.datetime(2020, 1, 2, 3, 4, 5, 6), None, dt.datetime(9999, 1, 1)],
+                pa.timestamp("us", "UTC"),
+            ),
+            "ints": pa.array([[1, 2], None, []], pa.list_(pa.int32())),
+            "money": pa.array(
+                [Decimal("1.25"), None, Decimal("-99999999.99")], pa.decimal128(10, 2)
+            ),
+            "rec": pa.array([{"x": 1, "y": "a"}, None, {"x": None, "y": "c"}]),
+            "cat": pa.array(["x", "y", None]).dictionary_encode(),
+        }
+    )
     second = first.slice(0, 2)
     second = pa.Table.from_pydict(second.to_pydict(), schema=first.schema)
-    second = second.set_column(13, "cat", pa.chunked_array([
-        pa.DictionaryArray.from_arrays(pa.array([1, 0], pa.int32()), first.column("cat").chunk(0)
-                                       .dictionary)]))
+    second = second.set_column(
+        13,
+        "cat",
+        pa.chunked_array(
+            [
+                pa.DictionaryArray.from_arrays(
+                    pa.array([1, 0], pa.int32()), first.column("cat").chunk(0).dictionary
+                )
+            ]
+        ),
+    )
     return pa.concat_tables([first, second])

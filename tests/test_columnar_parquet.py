@@ -64,8 +64,9 @@ SPARK = [
 
 @pytest.mark.parametrize("way", WAYS)
 def test_int96_timestamps_keep_spark_range(tmp_path: Path, way: str) -> None:
-    raw = _parquet(pa.table({"a": pa.array(SPARK, pa.timestamp("us"))}),
-                   use_deprecated_int96_timestamps=True)
+    raw = _parquet(
+        pa.table({"a": pa.array(SPARK, pa.timestamp("us"))}), use_deprecated_int96_timestamps=True
+    )
     assert pq.ParquetFile(io.BytesIO(raw)).schema.column(0).physical_type == "INT96"
     frame = read_ways(raw, "parquet", tmp_path)[way]
     assert frame.schema == pl.Schema({"a": pl.Datetime("us")})
@@ -85,9 +86,11 @@ def test_int96_as_spark_writes_it(tmp_path: Path, dictionary: bool) -> None:
     9223372036854775807."""
     values = [_int96(v) for v in SPARK if v is not None]
     defs = [int(v is not None) for v in SPARK]
-    chunk = (Chunk(["a"], PINT96, list(range(len(values))), defs, max_def=1,
-                   dictionary=values) if dictionary
-             else Chunk(["a"], PINT96, values, defs, max_def=1))
+    chunk = (
+        Chunk(["a"], PINT96, list(range(len(values))), defs, max_def=1, dictionary=values)
+        if dictionary
+        else Chunk(["a"], PINT96, values, defs, max_def=1)
+    )
     raw = parquet_file([Node("a", 1, PINT96)], [chunk], len(SPARK))
     assert b"ARROW:schema" not in raw
     for frame in read_ways(raw, "parquet", tmp_path, batch_rows=4).values():
@@ -102,8 +105,7 @@ def test_int96_by_hand_drops_only_digits_below_a_microsecond(tmp_path: Path) -> 
     schema = [Node("t", 1, PINT96)]
     raw = parquet_file(schema, [Chunk(["t"], PINT96, values, [1, 1, 1, 0], max_def=1)], 4)
     for frame in read_ways(raw, "parquet", tmp_path).values():
-        assert _micros(frame, "t") == [1_000_000, -62135596800000000,
-                                       253402300799999999, None]
+        assert _micros(frame, "t") == [1_000_000, -62135596800000000, 253402300799999999, None]
 
 
 # --- legacy repeated fields ----------------------------------------------------------------------
@@ -155,8 +157,9 @@ def test_a_parquet_file_with_columns_but_no_rows_gives_its_schema(tmp_path: Path
 def test_a_page_whose_checksum_fails_is_refused(tmp_path: Path, way: str) -> None:
     """`pl.read_parquet` (which read files held in memory before) does not check them."""
     table = pa.table({"n": pa.array(range(1000), pa.int64())})
-    raw = bytearray(_parquet(table, compression="none", use_dictionary=False,
-                             write_page_checksum=True))
+    raw = bytearray(
+        _parquet(table, compression="none", use_dictionary=False, write_page_checksum=True)
+    )
     at = raw.index(struct.pack("<q", 500))
     raw[at] ^= 0x01  # 500 becomes 501: only the checksum can tell
     assert pl.read_parquet(bytes(raw))["n"][500] == 501
@@ -166,8 +169,10 @@ def test_a_page_whose_checksum_fails_is_refused(tmp_path: Path, way: str) -> Non
 
 def test_a_string_that_is_not_utf8_is_refused_naming_its_column(tmp_path: Path) -> None:
     schema = [Node("fine", 0, PINT96), Node("s", 0, PBYTES, converted=UTF8)]
-    chunks = [Chunk(["fine"], PINT96, [(0, 2440588)] * 2),
-              Chunk(["s"], PBYTES, [b"ok", b"\xff\xfe"])]
+    chunks = [
+        Chunk(["fine"], PINT96, [(0, 2440588)] * 2),
+        Chunk(["s"], PBYTES, [b"ok", b"\xff\xfe"]),
+    ]
     with pytest.raises(FormatError, match=r"cannot read as parquet: column 's': .*UTF8"):
         read_ways(parquet_file(schema, chunks, 2), "parquet", tmp_path)
 
@@ -175,34 +180,46 @@ def test_a_string_that_is_not_utf8_is_refused_naming_its_column(tmp_path: Path) 
 def _many_types() -> pa.Table:
     n = 2_000
     rng = np.random.default_rng(7)
-    return pa.table({
-        "i8": pa.array(rng.integers(-128, 127, n), pa.int8()),
-        "u64": pa.array(rng.integers(0, 2**63, n, dtype=np.uint64) * 2, pa.uint64()),
-        "f16": pa.array(rng.random(n).astype(np.float16)),
-        "f64": pa.array([None if i % 9 == 0 else i / 7 for i in range(n)]),
-        "dec": pa.array([Decimal(i) / 100 for i in range(n)], pa.decimal128(12, 2)),
-        "wide": pa.array([Decimal(10) ** 30 + i for i in range(n)], pa.decimal128(38, 0)),
-        "text": pa.array([f"w{i % 50}" if i % 11 else None for i in range(n)]),
-        "big": pa.array([f"long {i}" for i in range(n)], pa.large_string()),
-        "cat": pa.array([f"c{i % 3}" for i in range(n)]).dictionary_encode(),
-        "day": pa.array([dt.date(1, 1, 1) + dt.timedelta(days=i * 1000) for i in range(n)]),
-        "at": pa.array(rng.integers(-2**60, 2**60, n), pa.timestamp("us", "America/New_York")),
-        "ns": pa.array(rng.integers(-2**62, 2**62, n), pa.timestamp("ns")),
-        "t": pa.array(rng.integers(0, 86_400_000_000, n), pa.time64("us")),
-        "list": pa.array([[j for j in range(i % 4)] if i % 5 else None for i in range(n)]),
-        "rec": pa.array([{"a": i, "b": str(i)} if i % 7 else None for i in range(n)]),
-        "map": pa.array([[("k", i)] for i in range(n)], pa.map_(pa.string(), pa.int64())),
-        "id": pa.array([uuid.UUID(int=i).bytes for i in range(n)], pa.binary(16)),
-    })
+    return pa.table(
+        {
+            "i8": pa.array(rng.integers(-128, 127, n), pa.int8()),
+            "u64": pa.array(rng.integers(0, 2**63, n, dtype=np.uint64) * 2, pa.uint64()),
+            "f16": pa.array(rng.random(n).astype(np.float16)),
+            "f64": pa.array([None if i % 9 == 0 else i / 7 for i in range(n)]),
+            "dec": pa.array([Decimal(i) / 100 for i in range(n)], pa.decimal128(12, 2)),
+            "wide": pa.array([Decimal(10) ** 30 + i for i in range(n)], pa.decimal128(38, 0)),
+            "text": pa.array([f"w{i % 50}" if i % 11 else None for i in range(n)]),
+            "big": pa.array([f"long {i}" for i in range(n)], pa.large_string()),
+            "cat": pa.array([f"c{i % 3}" for i in range(n)]).dictionary_encode(),
+            "day": pa.array([dt.date(1, 1, 1) + dt.timedelta(days=i * 1000) for i in range(n)]),
+            "at": pa.array(
+                rng.integers(-(2**60), 2**60, n), pa.timestamp("us", "America/New_York")
+            ),
+            "ns": pa.array(rng.integers(-(2**62), 2**62, n), pa.timestamp("ns")),
+            "t": pa.array(rng.integers(0, 86_400_000_000, n), pa.time64("us")),
+            "list": pa.array([[j for j in range(i % 4)] if i % 5 else None for i in range(n)]),
+            "rec": pa.array([{"a": i, "b": str(i)} if i % 7 else None for i in range(n)]),
+            "map": pa.array([[("k", i)] for i in range(n)], pa.map_(pa.string(), pa.int64())),
+            "id": pa.array([uuid.UUID(int=i).bytes for i in range(n)], pa.binary(16)),
+        }
+    )
 
 
 @pytest.mark.parametrize("compression", ["snappy", "zstd", "gzip", "none"])
 def test_many_types_read_as_pyarrow_reads_them(tmp_path: Path, compression: str) -> None:
     table = _many_types()
-    raw = _parquet(table, compression=compression, row_group_size=700, data_page_size=4096,
-                   data_page_version="2.0" if compression == "zstd" else "1.0")
-    want = pl.from_arrow(pyarrow_table(raw).cast(pa.schema(
-        [f.with_type(pa.float32()) if f.name == "f16" else f for f in table.schema])))
+    raw = _parquet(
+        table,
+        compression=compression,
+        row_group_size=700,
+        data_page_size=4096,
+        data_page_version="2.0" if compression == "zstd" else "1.0",
+    )
+    want = pl.from_arrow(
+        pyarrow_table(raw).cast(
+            pa.schema([f.with_type(pa.float32()) if f.name == "f16" else f for f in table.schema])
+        )
+    )
     assert isinstance(want, pl.DataFrame)
     for frame in read_ways(raw, "parquet", tmp_path, batch_rows=500).values():
         assert_frame_equal(frame, want, categorical_as_str=True)
@@ -218,4 +235,3 @@ def test_pyarrow_installed_parquet_files(tmp_path: Path) -> None:
         want = pl.from_arrow(pyarrow_table(path.read_bytes()))
         for frame in read_ways(path.read_bytes(), "parquet", tmp_path).values():
             assert_frame_equal(frame, want)
-

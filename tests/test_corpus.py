@@ -61,8 +61,10 @@ def test_corpus_file(results: dict[str, Result], file_id: str) -> None:
 
 # --- the comparison itself ----------------------------------------------------------------------
 
-def _compare(ref: Mapping[str, Sequence[object]], ours: Mapping[str, Sequence[object]],
-             **kwargs: str) -> tuple[str, str]:
+
+def _compare(
+    ref: Mapping[str, Sequence[object]], ours: Mapping[str, Sequence[object]], **kwargs: str
+) -> tuple[str, str]:
     import pyarrow as pa
     from corpus.compare import compare
 
@@ -91,8 +93,10 @@ def test_compare_text_we_keep_against_typed_reference() -> None:
     assert _compare({"d": day}, {"d": ["2024-01-30", None]})[0] == "differs"
     assert _compare({"d": day}, {"d": ["not a date", None]})[0] == "differs"
     # Parsed the way the reference's sniffer did (day first).
-    assert _compare({"d": [dt.date(1985, 2, 1)]}, {"d": ["1/2/85"]},
-                    date_format="%d/%m/%y")[0] == "same-values-other-type"
+    assert (
+        _compare({"d": [dt.date(1985, 2, 1)]}, {"d": ["1/2/85"]}, date_format="%d/%m/%y")[0]
+        == "same-values-other-type"
+    )
 
 
 def test_compare_lossy_casts_are_not_equal() -> None:

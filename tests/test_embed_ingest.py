@@ -47,30 +47,55 @@ def openai_in_process(
 
 def put_docs(s3: Any, bucket: str, key: str, bodies: list[str | None]) -> None:
     buffer = io.BytesIO()
-    pl.DataFrame({"id": list(range(len(bodies))), "body": bodies,
-                  "title": [f"t{i}" for i in range(len(bodies))]}).write_parquet(buffer)
+    pl.DataFrame(
+        {
+            "id": list(range(len(bodies))),
+            "body": bodies,
+            "title": [f"t{i}" for i in range(len(bodies))],
+        }
+    ).write_parquet(buffer)
     s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
 def embed_args(fake: FakeOpenAI) -> list[str]:
-    return ["--embed", "text-embedding-ada-002", "--embed-column", "body",
-            "--embed-base-url", fake.base_url]
+    return [
+        "--embed",
+        "text-embedding-ada-002",
+        "--embed-column",
+        "body",
+        "--embed-base-url",
+        fake.base_url,
+    ]
 
 
 def test_vectors_land_in_order_with_the_model_dimension_and_are_cached(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, fake: FakeOpenAI,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
     openai_env: dict[str, str],
 ) -> None:
     put_docs(s3, bucket, "docs/a.parquet", TEXTS)
     db = tmp_path / "e.duckdb"
-    done = run("ingest", f"s3://{bucket}/docs/a.parquet", "--db", str(db), "--json",
-               *embed_args(fake), endpoint=proxy.endpoint_url, env=openai_env)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/docs/a.parquet",
+        "--db",
+        str(db),
+        "--json",
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=openai_env,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["embedding"]["embedded"] == 3 and report["embedding"]["cached"] == 0
     with duckdb.connect(str(db), read_only=True) as con:
-        kind = con.execute("SELECT data_type FROM information_schema.columns "
-                           "WHERE table_name = 'a' AND column_name = 'embedding'").fetchall()
+        kind = con.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'a' AND column_name = 'embedding'"
+        ).fetchall()
         rows = con.execute("SELECT id, body, embedding FROM a ORDER BY id").fetchall()
     assert kind == [("FLOAT[1536]",)]
     for _, body, vector in rows:
@@ -83,8 +108,18 @@ def test_vectors_land_in_order_with_the_model_dimension_and_are_cached(
     # another file with overlapping texts: only the new text goes to the provider
     put_docs(s3, bucket, "docs/b.parquet", ["a dog barked", "tea", "brand new text"])
     fake.reset()
-    second = run("ingest", f"s3://{bucket}/docs/", "--table", "a", "--db", str(db), "--json",
-                 *embed_args(fake), endpoint=proxy.endpoint_url, env=openai_env)
+    second = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--table",
+        "a",
+        "--db",
+        str(db),
+        "--json",
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=openai_env,
+    )
     assert second.returncode == 0, second.stderr
     stats = json.loads(second.stdout)["embedding"]
     assert (stats["embedded"], stats["cached"]) == (1, 2)
@@ -92,39 +127,71 @@ def test_vectors_land_in_order_with_the_model_dimension_and_are_cached(
 
     # and a re-run of everything makes no request at all
     fake.reset()
-    third = run("ingest", f"s3://{bucket}/docs/", "--table", "a", "--db", str(db),
-                *embed_args(fake), endpoint=proxy.endpoint_url, env=openai_env)
+    third = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--table",
+        "a",
+        "--db",
+        str(db),
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=openai_env,
+    )
     assert third.returncode == 0, third.stderr
     assert fake.requests == []
 
 
 def test_refused_key_stops_the_run_with_exit_3_and_writes_nothing(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, fake: FakeOpenAI,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
     openai_env: dict[str, str],
 ) -> None:
     for name in ("a", "b", "c"):
         put_docs(s3, bucket, f"docs/{name}.parquet", [f"{name} one", f"{name} two"])
     db = tmp_path / "e.duckdb"
     env = dict(openai_env, OPENAI_API_KEY="sk-wrong-key-0000")
-    done = run("ingest", f"s3://{bucket}/docs/", "--db", str(db), *embed_args(fake),
-               endpoint=proxy.endpoint_url, env=env)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--db",
+        str(db),
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=env,
+    )
     assert done.returncode == 3, done.stderr
     assert "API key was refused" in done.stderr and "sk-wrong-key-0000" not in done.stderr
     assert len(fake.requests) <= 3  # stopped early instead of failing every file in turn
     with duckdb.connect(str(db), read_only=True) as con:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
     assert "docs" not in tables
 
 
 def test_missing_key_exits_3_before_any_download(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, fake: FakeOpenAI,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
     openai_env: dict[str, str],
 ) -> None:
     put_docs(s3, bucket, "docs/a.parquet", ["x"])
     env = {k: v for k, v in openai_env.items() if k != "OPENAI_API_KEY"}
-    done = run("ingest", f"s3://{bucket}/docs/", "--db", str(tmp_path / "e.duckdb"),
-               *embed_args(fake), endpoint=proxy.endpoint_url, env=env)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--db",
+        str(tmp_path / "e.duckdb"),
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=env,
+    )
     assert done.returncode == 3 and "OPENAI_API_KEY" in done.stderr
     assert proxy.requests == []  # not even a listing
 
@@ -135,24 +202,45 @@ def test_unknown_model_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_dry_run_shows_texts_and_tokens_that_would_be_sent(
-    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, fake: FakeOpenAI,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    fake: FakeOpenAI,
     openai_env: dict[str, str],
 ) -> None:
     put_docs(s3, bucket, "docs/a.parquet", TEXTS)
-    done = run("ingest", f"s3://{bucket}/docs/", "--db", str(tmp_path / "e.duckdb"),
-               "--dry-run", "--json", *embed_args(fake), endpoint=proxy.endpoint_url,
-               env=openai_env)
+    done = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--db",
+        str(tmp_path / "e.duckdb"),
+        "--dry-run",
+        "--json",
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=openai_env,
+    )
     assert done.returncode == 0, done.stderr
     (planned,) = json.loads(done.stdout)["files"]
     assert planned["texts"] == 3 and 3 <= planned["tokens"] <= 20
     assert fake.requests == []
-    human = run("ingest", f"s3://{bucket}/docs/", "--db", str(tmp_path / "e.duckdb"),
-                "--dry-run", *embed_args(fake), endpoint=proxy.endpoint_url, env=openai_env)
+    human = run(
+        "ingest",
+        f"s3://{bucket}/docs/",
+        "--db",
+        str(tmp_path / "e.duckdb"),
+        "--dry-run",
+        *embed_args(fake),
+        endpoint=proxy.endpoint_url,
+        env=openai_env,
+    )
     assert "embedding would send 3 texts" in human.stderr
 
 
 async def test_load_with_an_embedder_adds_the_column(
-    tmp_path: Path, openai_in_process: FakeOpenAI,
+    tmp_path: Path,
+    openai_in_process: FakeOpenAI,
 ) -> None:
     path = tmp_path / "notes.csv"
     path.write_text("id,text\n1,hello\n2,\n3,world\n")
@@ -164,7 +252,8 @@ async def test_load_with_an_embedder_adds_the_column(
 
 
 async def test_big_files_are_embedded_batch_by_batch(
-    tmp_path: Path, openai_in_process: FakeOpenAI,
+    tmp_path: Path,
+    openai_in_process: FakeOpenAI,
 ) -> None:
     path = tmp_path / "big.csv"
     path.write_text("id,text\n" + "".join(f"{i},sentence number {i % 500}\n" for i in range(3000)))

@@ -59,13 +59,15 @@ async def test_embeds_sentences_with_384_dimensions(local: Embedder) -> None:
 
 
 async def test_similar_sentences_are_closer_than_unrelated_ones(local: Embedder) -> None:
-    guitar, guitar2, stocks, cat, kitten = await local.embed([
-        "A man is playing a guitar.",
-        "Someone is strumming an acoustic guitar.",
-        "The central bank raised interest rates again.",
-        "The cat sleeps on the sofa.",
-        "A kitten is napping on the couch.",
-    ])
+    guitar, guitar2, stocks, cat, kitten = await local.embed(
+        [
+            "A man is playing a guitar.",
+            "Someone is strumming an acoustic guitar.",
+            "The central bank raised interest rates again.",
+            "The cat sleeps on the sofa.",
+            "A kitten is napping on the couch.",
+        ]
+    )
     assert cosine(guitar, guitar2) > cosine(guitar, stocks) + 0.2
     assert cosine(cat, kitten) > cosine(cat, stocks) + 0.2
     assert cosine(cat, kitten) > cosine(cat, guitar2)

@@ -27,33 +27,41 @@ URI = "s3://bucket/key.csv"
 
 def client_error(code: str, status: int, headers: dict[str, str] | None = None) -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": "msg"},
-         "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "REQ1",
-                              "HTTPHeaders": headers or {}}},
+        {
+            "Error": {"Code": code, "Message": "msg"},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "RequestId": "REQ1",
+                "HTTPHeaders": headers or {},
+            },
+        },
         "GetObject",
     )
 
 
-@pytest.mark.parametrize(("code", "status", "cls"), [
-    ("AccessDenied", 403, S3AuthError),
-    ("InvalidAccessKeyId", 403, S3AuthError),
-    ("SignatureDoesNotMatch", 403, S3AuthError),
-    ("ExpiredToken", 400, S3AuthError),
-    ("RequestTimeTooSkewed", 403, S3AuthError),
-    ("Whatever", 401, S3AuthError),
-    ("NoSuchKey", 404, S3NotFoundError),
-    ("NoSuchBucket", 404, S3NotFoundError),
-    ("NoSuchVersion", 404, S3NotFoundError),
-    ("404", 404, S3NotFoundError),
-    ("403", 403, S3AuthError),
-    ("SlowDown", 503, S3RateLimitError),
-    ("ThrottlingException", 400, S3RateLimitError),
-    ("RequestLimitExceeded", 400, S3RateLimitError),
-    ("TooManyRequests", 429, S3RateLimitError),
-    ("PreconditionFailed", 412, S3ObjectChangedError),
-    ("412", 412, S3ObjectChangedError),
-    ("InternalError", 500, S3GenericError),
-])
+@pytest.mark.parametrize(
+    ("code", "status", "cls"),
+    [
+        ("AccessDenied", 403, S3AuthError),
+        ("InvalidAccessKeyId", 403, S3AuthError),
+        ("SignatureDoesNotMatch", 403, S3AuthError),
+        ("ExpiredToken", 400, S3AuthError),
+        ("RequestTimeTooSkewed", 403, S3AuthError),
+        ("Whatever", 401, S3AuthError),
+        ("NoSuchKey", 404, S3NotFoundError),
+        ("NoSuchBucket", 404, S3NotFoundError),
+        ("NoSuchVersion", 404, S3NotFoundError),
+        ("404", 404, S3NotFoundError),
+        ("403", 403, S3AuthError),
+        ("SlowDown", 503, S3RateLimitError),
+        ("ThrottlingException", 400, S3RateLimitError),
+        ("RequestLimitExceeded", 400, S3RateLimitError),
+        ("TooManyRequests", 429, S3RateLimitError),
+        ("PreconditionFailed", 412, S3ObjectChangedError),
+        ("412", 412, S3ObjectChangedError),
+        ("InternalError", 500, S3GenericError),
+    ],
+)
 def test_translate_by_code_and_status(code: str, status: int, cls: type[Exception]) -> None:
     original = client_error(code, status)
     err = translate(original, URI)
@@ -65,8 +73,16 @@ def test_translate_by_code_and_status(code: str, status: int, cls: type[Exceptio
 
 def test_classification_never_reads_message_text() -> None:
     assert classify("Unrelated", 500) is S3GenericError
-    err = translate(ClientError({"Error": {"Code": "Weird", "Message": "SlowDown AccessDenied"},
-                                 "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetObject"), URI)
+    err = translate(
+        ClientError(
+            {
+                "Error": {"Code": "Weird", "Message": "SlowDown AccessDenied"},
+                "ResponseMetadata": {"HTTPStatusCode": 500},
+            },
+            "GetObject",
+        ),
+        URI,
+    )
     assert type(err) is S3GenericError
 
 
@@ -91,16 +107,22 @@ def test_retryability() -> None:
     short = make_error(S3IntegrityError, uri=URI, code="IncompleteBody", status=None)
     corrupt = make_error(S3IntegrityError, uri=URI, code="ChecksumMismatch", status=None)
     assert is_retryable(short) and not is_retryable(corrupt)
-    for code, status in (("AccessDenied", 403), ("NoSuchKey", 404), ("PreconditionFailed", 412),
-                         ("InvalidRequest", 400)):
+    for code, status in (
+        ("AccessDenied", 403),
+        ("NoSuchKey", 404),
+        ("PreconditionFailed", 412),
+        ("InvalidRequest", 400),
+    ):
         assert not is_retryable(translate(client_error(code, status), URI))
 
 
 def test_redaction() -> None:
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     register_secret(secret)
-    text = (f"boom {secret} X-Amz-Signature=abcdef0123456789 "
-            "Signature=0123456789abcdef0123 aws_session_token=FQoGZXIvYXdzEJr")
+    text = (
+        f"boom {secret} X-Amz-Signature=abcdef0123456789 "
+        "Signature=0123456789abcdef0123 aws_session_token=FQoGZXIvYXdzEJr"
+    )
     cleaned = redact(text)
     for leaked in (secret, "abcdef0123456789", "0123456789abcdef0123", "FQoGZXIvYXdzEJr"):
         assert leaked not in cleaned

@@ -37,22 +37,29 @@ def _zstd(data: bytes) -> bytes:
 
 
 COMPRESS: dict[str | None, Callable[[bytes], bytes]] = {
-    None: lambda data: data, "gzip": gzip.compress, "zstd": _zstd, "bz2": bz2.compress,
+    None: lambda data: data,
+    "gzip": gzip.compress,
+    "zstd": _zstd,
+    "bz2": bz2.compress,
 }
 SUFFIX = {None: "", "gzip": ".gz", "zstd": ".zst", "bz2": ".bz2"}
 
-FRAME = pl.DataFrame({
-    "id": [1, 2, 3],
-    "x": [0.5, None, -2.25],
-    "s": ["plain", 'naïve, "quoted"\nline', "日本語 ✓"],
-    "ok": [True, False, None],
-})
-NESTED = pl.DataFrame({
-    "id": list(range(10)),
-    "tags": [[f"t{i}"] * (i % 3) for i in range(10)],
-    "point": [{"x": i, "y": f"é{i}"} if i % 4 else None for i in range(10)],
-    "matrix": [[[i, i + 1], []] for i in range(10)],
-})
+FRAME = pl.DataFrame(
+    {
+        "id": [1, 2, 3],
+        "x": [0.5, None, -2.25],
+        "s": ["plain", 'naïve, "quoted"\nline', "日本語 ✓"],
+        "ok": [True, False, None],
+    }
+)
+NESTED = pl.DataFrame(
+    {
+        "id": list(range(10)),
+        "tags": [[f"t{i}"] * (i % 3) for i in range(10)],
+        "point": [{"x": i, "y": f"é{i}"} if i % 4 else None for i in range(10)],
+        "matrix": [[[i, i + 1], []] for i in range(10)],
+    }
+)
 
 
 def _write(frame: pl.DataFrame, kind: str) -> bytes:
@@ -174,8 +181,12 @@ def test_file_format_spells_like_the_format_option() -> None:
 # --- round trips -------------------------------------------------------------------------------
 
 KINDS = {  # writer -> (file extension, detected kind)
-    "csv": ("csv", "csv"), "tsv": ("tsv", "tsv"), "ndjson": ("jsonl", "ndjson"),
-    "json": ("json", "json"), "parquet": ("parquet", "parquet"), "ipc": ("arrow", "ipc"),
+    "csv": ("csv", "csv"),
+    "tsv": ("tsv", "tsv"),
+    "ndjson": ("jsonl", "ndjson"),
+    "json": ("json", "json"),
+    "parquet": ("parquet", "parquet"),
+    "ipc": ("arrow", "ipc"),
     "ipc-stream": ("arrow", "ipc"),
 }
 
@@ -256,10 +267,12 @@ def test_block_boundaries_never_split_a_record(
 ) -> None:
     rng = random.Random(7)
     words = ["a", "b,c", 'd"e', "f\ng", "h\r\ni", "ĳ ✓", "\t", '""', "x" * 150]
-    frame = pl.DataFrame({
-        "n": list(range(300)),
-        "s": ["".join(rng.choices(words, k=rng.randint(1, 4))) for _ in range(300)],
-    })
+    frame = pl.DataFrame(
+        {
+            "n": list(range(300)),
+            "s": ["".join(rng.choices(words, k=rng.randint(1, 4))) for _ in range(300)],
+        }
+    )
     data = COMPRESS[compression](_write(frame, writer))
     fmt = FileFormat(KINDS[writer][1], compression)  # type: ignore[arg-type]
     in_memory, batches = read_both(data, fmt, tmp_path, batch_rows=1000)
@@ -278,16 +291,21 @@ def test_value_that_does_not_fit_the_inferred_type_widens_the_column(tmp_path: P
     assert_frame_equal(  # nothing lost: what whole-file inference gives
         pl.concat(batches, how="diagonal_relaxed"), pl.read_csv(data, infer_schema_length=None)
     )
-    assert_frame_equal(read_bytes(data, FileFormat("csv"), name="late.csv"),
-                       pl.read_csv(data, infer_schema_length=None))
+    assert_frame_equal(
+        read_bytes(data, FileFormat("csv"), name="late.csv"),
+        pl.read_csv(data, infer_schema_length=None),
+    )
 
 
 @pytest.mark.usefixtures("small_blocks")
 def test_later_unreadable_block_names_its_place(tmp_path: Path) -> None:
     path = tmp_path / "late.csv"
     path.write_bytes(b"n,s\n" + b"".join(b"%d,x\n" % i for i in range(100)) + b"1,y,extra\n")
-    with pytest.raises(FormatError, match=r"late\.csv: cannot read as csv \(in the part from "
-                       r"byte [\d,]+, data row \d+ on\)") as info:
+    with pytest.raises(
+        FormatError,
+        match=r"late\.csv: cannot read as csv \(in the part from "
+        r"byte [\d,]+, data row \d+ on\)",
+    ) as info:
         list(iter_file(path, FileFormat("csv"), name="late.csv"))
     assert isinstance(info.value.__cause__, pl.exceptions.PolarsError)
 
@@ -305,7 +323,7 @@ def test_large_csv_is_read_in_bounded_batches(tmp_path: Path) -> None:
     n = 600_000
     frame = pl.select(n=pl.int_range(n)).with_columns(
         x=pl.col("n") * 0.5,
-        s=pl.format("row {} with \"quotes\", a comma and ü\nand a newline", pl.col("n")),
+        s=pl.format('row {} with "quotes", a comma and ü\nand a newline', pl.col("n")),
         b=pl.col("n") % 3 == 0,
     )
     path = tmp_path / "big.csv"

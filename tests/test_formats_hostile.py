@@ -73,11 +73,16 @@ def isolated(code: str, *, timeout: float = 60) -> tuple[list[str], int]:
     """)
     # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's size at fork (pytest's,
     # over 1 GiB late in a full run); the high-water mark of its own memory map does not.
-    epilogue = ("\nprint('PEAK', int(next(l for l in open('/proc/self/status') "
-                "if l.startswith('VmHWM')).split()[1]))\n")
+    epilogue = (
+        "\nprint('PEAK', int(next(l for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')).split()[1]))\n"
+    )
     done = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code) + epilogue],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
     lines = done.stdout.splitlines()
@@ -105,7 +110,9 @@ def _zstd(data: bytes) -> bytes:
 
 
 COMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": gzip.compress, "zstd": _zstd, "bz2": bz2.compress,
+    "gzip": gzip.compress,
+    "zstd": _zstd,
+    "bz2": bz2.compress,
 }
 
 
@@ -120,7 +127,10 @@ def both(data: bytes, fmt: FileFormat, tmp_path: Path) -> list[pl.DataFrame]:
 
 
 def refused(
-    data: bytes, fmt: FileFormat, tmp_path: Path, match: str,
+    data: bytes,
+    fmt: FileFormat,
+    tmp_path: Path,
+    match: str,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> None:
     """Each entry point raises FormatError naming the file, matching `match`."""
@@ -148,8 +158,13 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_parse_limits_are_validated_and_frozen() -> None:
     assert ParseLimits(64 * 2**20, 10_000, 64, None) == DEFAULT_LIMITS
-    for bad in ({"max_record_bytes": 0}, {"max_columns": -1}, {"max_nesting": True},
-                {"max_bytes": 0}, {"max_columns": 1.5}):
+    for bad in (
+        {"max_record_bytes": 0},
+        {"max_columns": -1},
+        {"max_nesting": True},
+        {"max_bytes": 0},
+        {"max_columns": 1.5},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ParseLimits(**bad)  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -170,8 +185,13 @@ def test_deep_nesting_is_refused_with_the_limit(kind: str, tmp_path: Path) -> No
     data = record + b"\n" if kind == "ndjson" else b"[" + record + b"]"
     refused(data, FileFormat(kind), tmp_path, r"nests deeper .*62 levels Arrow")  # type: ignore[arg-type]
     shallow = _nested(8) + b"\n" if kind == "ndjson" else b"[" + _nested(8) + b"]"
-    refused(shallow, FileFormat(kind), tmp_path, r"limit of 5 \(ParseLimits\(max_nesting",  # type: ignore[arg-type]
-            limits=ParseLimits(max_nesting=5))
+    refused(
+        shallow,
+        FileFormat(kind),
+        tmp_path,
+        r"limit of 5 \(ParseLimits\(max_nesting",  # type: ignore[arg-type]
+        limits=ParseLimits(max_nesting=5),
+    )
 
 
 @pytest.mark.parametrize("kind", ["ndjson", "json"])
@@ -196,20 +216,28 @@ def test_deep_parquet_schema_is_refused_before_reading(tmp_path: Path) -> None:
         value = [value]
     out = io.BytesIO()
     pq.write_table(pa.table({"deep": [value]}), out)
-    refused(out.getvalue(), FileFormat("parquet"), tmp_path, r"'deep' nests 12 levels deep",
-            limits=ParseLimits(max_nesting=10))
+    refused(
+        out.getvalue(),
+        FileFormat("parquet"),
+        tmp_path,
+        r"'deep' nests 12 levels deep",
+        limits=ParseLimits(max_nesting=10),
+    )
 
 
 def test_deep_json_never_hangs() -> None:
     """Polars takes time cubic in nesting depth (1,000 levels: over a minute)."""
-    lines, _ = isolated("""
+    lines, _ = isolated(
+        """
         for levels in (1_000, 5_000, 100_000):
             record = b'{"a":' * levels + b"1" + b"}" * levels
             print(outcome(lambda: read_bytes(record + b"\\n", FileFormat("ndjson"), name="n")))
             print(outcome(lambda: read_bytes(b"[" + record + b"]", FileFormat("json"), name="j")))
             lists = b'{"a":' + b"[" * levels + b"]" * levels + b"}\\n"
             print(outcome(lambda: read_bytes(lists, FileFormat("ndjson"), name="l")))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert len(lines) == 9
     assert all(line.startswith("FormatError ") and "nests deeper" in line for line in lines)
 
@@ -229,10 +257,13 @@ def test_nul_in_a_json_name_is_refused(data: bytes, tmp_path: Path) -> None:
     refused(data, FileFormat("ndjson"), tmp_path, r"the name .* holds a NUL byte")
 
 
-@pytest.mark.parametrize(("kind", "data"), [
-    ("csv", b"a,b\n1,x\x00y\n2,\x00\n"),
-    ("ndjson", b'{"a": "x\\u0000y"}\n{"a": "\\u0000"}\n'),
-])
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("csv", b"a,b\n1,x\x00y\n2,\x00\n"),
+        ("ndjson", b'{"a": "x\\u0000y"}\n{"a": "\\u0000"}\n'),
+    ],
+)
 def test_nul_in_values_is_kept(kind: str, data: bytes, tmp_path: Path) -> None:
     reference = pl.read_csv(data) if kind == "csv" else pl.read_ndjson(data)
     assert "\x00" in reference.to_series(-1)[0]
@@ -288,17 +319,21 @@ def test_what_the_pieces_raise_is_not_a_format_error(
         raise DownloadFailed("this range never arrives")
 
     with pytest.raises(DownloadFailed):
-        list(iter_file(tmp_path / "spool", FileFormat("csv", compression),  # type: ignore[arg-type]
-                       name=NAME, pieces=pieces()))
+        list(
+            iter_file(
+                tmp_path / "spool",
+                FileFormat("csv", compression),  # type: ignore[arg-type]
+                name=NAME,
+                pieces=pieces(),
+            )
+        )
 
 
 # --- decompression bombs -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "bz2"])
-def test_decompression_bomb_is_refused_in_bounded_memory(
-    compression: str, tmp_path: Path
-) -> None:
+def test_decompression_bomb_is_refused_in_bounded_memory(compression: str, tmp_path: Path) -> None:
     """256 MiB of b'0' without a newline (once 6.85 GiB peak in read_bytes for gzip)."""
     bomb = compressed(compression, b"0" * (16 * 2**20), 16, tmp_path / "bomb")
     assert bomb.stat().st_size < 2**20
@@ -322,8 +357,9 @@ def test_decompression_bomb_is_refused_in_bounded_memory(
 
 def test_bomb_of_lines_streams_in_bounded_memory(tmp_path: Path) -> None:
     """~200 MiB of short lines: iter_bytes parses it block by block, many frames."""
-    bomb = compressed("gzip", b"a\n" + (b"x" * 99 + b"\n") * (8 * 2**20 // 100), 25,
-                      tmp_path / "lines")
+    bomb = compressed(
+        "gzip", b"a\n" + (b"x" * 99 + b"\n") * (8 * 2**20 // 100), 25, tmp_path / "lines"
+    )
     lines, peak = isolated(f"""
         data = open({str(bomb)!r}, "rb").read()
         frames = rows = 0
@@ -345,8 +381,11 @@ def test_max_bytes_bounds_compressed_binary_formats_in_memory(tmp_path: Path) ->
     data, fmt = gzip.compress(out.getvalue()), FileFormat("parquet", "gzip")
     budget = ParseLimits(max_bytes=100_000)
     for entry in (read_bytes, lambda *a, **k: list(iter_bytes(*a, **k))):
-        with pytest.raises(FormatError, match=f"{NAME}: it decompresses to more than 100,000 "
-                           r"bytes, the memory budget .*Ingester\(memory_budget"):
+        with pytest.raises(
+            FormatError,
+            match=f"{NAME}: it decompresses to more than 100,000 "
+            r"bytes, the memory budget .*Ingester\(memory_budget",
+        ):
             entry(data, fmt, name=NAME, limits=budget)
     path = tmp_path / "spooled"  # on disk it is decompressed to disk, not memory
     path.write_bytes(data)
@@ -381,12 +420,21 @@ def test_twenty_thousand_csv_columns_are_refused_from_the_header() -> None:
 def test_too_many_columns_are_refused(writer: str, tmp_path: Path) -> None:
     frame = pl.DataFrame({f"c{i}": [i] for i in range(300)})
     out = io.BytesIO()
-    {"ndjson": frame.write_ndjson, "parquet": frame.write_parquet, "ipc": frame.write_ipc,
-     "ipc-stream": frame.write_ipc_stream}[writer](out)
+    {
+        "ndjson": frame.write_ndjson,
+        "parquet": frame.write_parquet,
+        "ipc": frame.write_ipc,
+        "ipc-stream": frame.write_ipc_stream,
+    }[writer](out)
     kind = {"ndjson": "ndjson", "parquet": "parquet"}.get(writer, "ipc")
     fmt = FileFormat(kind)  # type: ignore[arg-type]
-    refused(out.getvalue(), fmt, tmp_path, "it has 300 columns, more than the limit of 200",
-            limits=ParseLimits(max_columns=200))
+    refused(
+        out.getvalue(),
+        fmt,
+        tmp_path,
+        "it has 300 columns, more than the limit of 200",
+        limits=ParseLimits(max_columns=200),
+    )
 
 
 def test_fifty_megabyte_line_is_read_with_the_default_limits() -> None:
@@ -412,9 +460,13 @@ def test_line_over_the_record_limit_is_refused(
     data = b"a\n1\n" + long + b"\n2\n" if kind == "csv" else b'{"a": "' + long + b'"}\n'
     if compression:
         data = gzip.compress(data)
-    refused(data, FileFormat(kind, compression), tmp_path,  # type: ignore[arg-type]
-            r"longer than 100,000 bytes, the limit .*--max-line-size SIZE",
-            limits=ParseLimits(max_record_bytes=100_000))
+    refused(
+        data,
+        FileFormat(kind, compression),
+        tmp_path,  # type: ignore[arg-type]
+        r"longer than 100,000 bytes, the limit .*--max-line-size SIZE",
+        limits=ParseLimits(max_record_bytes=100_000),
+    )
 
 
 # --- late keys and late types ------------------------------------------------------------------
@@ -451,19 +503,25 @@ def test_ndjson_blocks_grow_the_schema_and_lose_nothing(
     assert_frame_equal(read_bytes(packed, fmt, name=NAME), reference)
 
 
-@pytest.mark.parametrize(("early", "late", "match"), [
-    (b"%d", b'{"a": true}\n', r"column 'a' holds Boolean values here, Int64 before"),
-    (b"%d", b'{"a": [1]}\n', r"column 'a' holds List\(Int64\) values here, Int64 before"),
-    (b"%d.5", b'{"a": 9007199254740993}\n', r"column 'a' holds integers here that Float64"),
-])
+@pytest.mark.parametrize(
+    ("early", "late", "match"),
+    [
+        (b"%d", b'{"a": true}\n', r"column 'a' holds Boolean values here, Int64 before"),
+        (b"%d", b'{"a": [1]}\n', r"column 'a' holds List\(Int64\) values here, Int64 before"),
+        (b"%d.5", b'{"a": 9007199254740993}\n', r"column 'a' holds integers here that Float64"),
+    ],
+)
 def test_ndjson_block_that_fits_no_type_says_where(
     early: bytes, late: bytes, match: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(formats, "BLOCK_BYTES", 1)  # each piece (ending a line) is a block
     first = b"".join(b'{"a": ' + early % i + b"}\n" for i in range(20_000))
     pieces = [first, late * 10]
-    with pytest.raises(FormatError, match=f"{NAME}: cannot read as ndjson \\(in the part from "
-                       f"byte {len(first):,}, data row 20,001 on\\): {match}"):
+    with pytest.raises(
+        FormatError,
+        match=f"{NAME}: cannot read as ndjson \\(in the part from "
+        f"byte {len(first):,}, data row 20,001 on\\): {match}",
+    ):
         list(iter_file(tmp_path, FileFormat("ndjson"), name=NAME, pieces=pieces))
 
 
@@ -480,10 +538,15 @@ def arrow_ready(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.mark.usefixtures("small_blocks")
-@pytest.mark.parametrize(("late", "dtype"), [
-    (b"1.5", pl.Float64), (b"x", pl.String), (b"true", pl.String),
-    (b"99999999999999999999", pl.Decimal(38, 0)),
-])
+@pytest.mark.parametrize(
+    ("late", "dtype"),
+    [
+        (b"1.5", pl.Float64),
+        (b"x", pl.String),
+        (b"true", pl.String),
+        (b"99999999999999999999", pl.Decimal(38, 0)),
+    ],
+)
 def test_csv_blocks_widen_a_column_and_lose_nothing(
     late: bytes, dtype: pl.DataType, tmp_path: Path
 ) -> None:
@@ -501,11 +564,19 @@ def test_csv_blocks_widen_a_column_and_lose_nothing(
 
 
 def test_latin1_text_is_refused_saying_to_convert(tmp_path: Path) -> None:
-    refused("a,b\n1,café\n".encode("latin-1"), FileFormat("csv"), tmp_path,
-            r"cannot read as csv: .*utf-8.*iconv")
+    refused(
+        "a,b\n1,café\n".encode("latin-1"),
+        FileFormat("csv"),
+        tmp_path,
+        r"cannot read as csv: .*utf-8.*iconv",
+    )
     # polars would replace the byte in a name silently, making columns 'caf�'
-    refused("café,b\n1,2\n".encode("latin-1"), FileFormat("csv"), tmp_path,
-            r"its header \(first line\) is not UTF-8 text .*iconv")
+    refused(
+        "café,b\n1,2\n".encode("latin-1"),
+        FileFormat("csv"),
+        tmp_path,
+        r"its header \(first line\) is not UTF-8 text .*iconv",
+    )
     refused('{"a": "café"}\n'.encode("latin-1"), FileFormat("ndjson"), tmp_path, "UTF-8")
 
 
@@ -538,10 +609,17 @@ def test_utf8_with_bom_is_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("compression", [None, "gzip", "zstd", "bz2"])
-@pytest.mark.parametrize(("kind", "data", "shape"), [
-    ("csv", b"", (0, 0)), ("csv", b"a,b\n", (0, 2)), ("tsv", b"a\tb", (0, 2)),
-    ("ndjson", b"\n\n", (0, 0)), ("json", b"[]", (0, 0)), ("json", b"  ", (0, 0)),
-])
+@pytest.mark.parametrize(
+    ("kind", "data", "shape"),
+    [
+        ("csv", b"", (0, 0)),
+        ("csv", b"a,b\n", (0, 2)),
+        ("tsv", b"a\tb", (0, 2)),
+        ("ndjson", b"\n\n", (0, 0)),
+        ("json", b"[]", (0, 0)),
+        ("json", b"  ", (0, 0)),
+    ],
+)
 def test_empty_and_header_only_files(
     kind: str, data: bytes, shape: tuple[int, int], compression: str | None, tmp_path: Path
 ) -> None:
@@ -564,10 +642,14 @@ def _truncated_and_garbled(data: bytes, rng: random.Random) -> list[bytes]:
 def test_truncated_and_garbage_binary_files_never_crash(tmp_path: Path) -> None:
     """pyarrow reads some corrupt IPC files into arrays that crash the process (SIGSEGV) once
     polars touches them; polars panics on others. Run in a subprocess: a crash fails here."""
-    frame = pl.DataFrame({
-        "id": range(60), "s": [f"value {i}" for i in range(60)],
-        "l": [[i, i + 1] for i in range(60)], "st": [{"a": i, "b": f"x{i}"} for i in range(60)],
-    })
+    frame = pl.DataFrame(
+        {
+            "id": range(60),
+            "s": [f"value {i}" for i in range(60)],
+            "l": [[i, i + 1] for i in range(60)],
+            "st": [{"a": i, "b": f"x{i}"} for i in range(60)],
+        }
+    )
     rng = random.Random(5)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -576,7 +658,8 @@ def test_truncated_and_garbage_binary_files_never_crash(tmp_path: Path) -> None:
         getattr(frame, f"write_{writer}")(out)
         for number, case in enumerate(_truncated_and_garbled(out.getvalue(), rng)):
             (corpus / f"{writer}-{number}").write_bytes(case)
-    lines, _ = isolated(f"""
+    lines, _ = isolated(
+        f"""
         import pathlib
         for path in sorted(pathlib.Path({str(corpus)!r}).iterdir()):
             fmt = FileFormat("parquet" if path.name.startswith("parquet") else "ipc")
@@ -594,7 +677,9 @@ def test_truncated_and_garbage_binary_files_never_crash(tmp_path: Path) -> None:
                     print("FormatError" if str(exc).startswith("f: ") else "unnamed: " + str(exc))
                 except BaseException as exc:
                     print("OTHER", type(exc).__name__, exc)
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert len(lines) == 3 * len(list(corpus.iterdir()))
     assert set(lines) <= {"ok", "FormatError"}, sorted(set(lines))
     assert lines.count("FormatError") > len(lines) // 2
@@ -622,8 +707,26 @@ def test_garbage_text_is_a_format_error_or_a_frame(kind: str, tmp_path: Path) ->
 # --- small CSVs parsed together ----------------------------------------------------------------
 
 VALUES = [
-    "0", "7", "-12", "1.5", "-0.25", "1.", ".5", "1e5", "inf", "NaN", "true", "FALSE", "x",
-    "+1", " 1", "1_000", "", "", "99999999999999999999", "2020-01-01",
+    "0",
+    "7",
+    "-12",
+    "1.5",
+    "-0.25",
+    "1.",
+    ".5",
+    "1e5",
+    "inf",
+    "NaN",
+    "true",
+    "FALSE",
+    "x",
+    "+1",
+    " 1",
+    "1_000",
+    "",
+    "",
+    "99999999999999999999",
+    "2020-01-01",
 ]
 
 
@@ -633,12 +736,14 @@ def csv_files(draw: st.DrawFn) -> list[bytes]:
     header = ",".join(f"c{i}" for i in range(width)).encode()
     row = st.lists(st.sampled_from(VALUES), min_size=width, max_size=width)
     bodies = draw(st.lists(st.lists(row, max_size=5), min_size=2, max_size=6))
-    return [header + b"\n" + b"".join(",".join(r).encode() + b"\n" for r in body)
-            for body in bodies]
+    return [
+        header + b"\n" + b"".join(",".join(r).encode() + b"\n" for r in body) for body in bodies
+    ]
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(files=csv_files())
 def test_read_many_gives_each_file_what_it_gets_alone(files: list[bytes]) -> None:
     items = [(data, FileFormat("csv"), f"s3://b/{i}.csv") for i, data in enumerate(files)]
@@ -655,8 +760,11 @@ def test_read_many_gives_each_file_what_it_gets_alone(files: list[bytes]) -> Non
 
 
 def test_read_many_keeps_ints_of_one_file_beside_text_of_another() -> None:
-    items = [(b"id,v\n1,a\n", FileFormat("csv"), "one"), (b"id,v\nx,b\n", FileFormat("csv"), "two"),
-             (b"id,v\n2,c\n", FileFormat("csv"), "three")]
+    items = [
+        (b"id,v\n1,a\n", FileFormat("csv"), "one"),
+        (b"id,v\nx,b\n", FileFormat("csv"), "two"),
+        (b"id,v\n2,c\n", FileFormat("csv"), "three"),
+    ]
     got = read_many(items)
     assert isinstance(got[0], pl.DataFrame) and got[0].schema["id"] == pl.Int64
     assert isinstance(got[1], pl.DataFrame) and got[1]["id"].to_list() == ["x"]
@@ -665,7 +773,9 @@ def test_read_many_keeps_ints_of_one_file_beside_text_of_another() -> None:
 
 def test_read_many_applies_the_limits() -> None:
     header = b",".join(b"c%d" % i for i in range(30))
-    items = [(header + b"\n" + b",".join([b"1"] * 30) + b"\n", FileFormat("csv"), f"f{i}")
-             for i in range(3)]
+    items = [
+        (header + b"\n" + b",".join([b"1"] * 30) + b"\n", FileFormat("csv"), f"f{i}")
+        for i in range(3)
+    ]
     got = read_many(items, limits=ParseLimits(max_columns=20))
     assert all(isinstance(r, FormatError) and "more than the limit of 20" in str(r) for r in got)

@@ -31,7 +31,7 @@ async def test_a_reader_never_sees_bytes_of_ranges_not_landed(tmp_path: Path) ->
     fd = os.open(path, os.O_WRONLY)
     try:
         for number, (first, last) in enumerate(spans):
-            os.pwrite(fd, data[first:last + 1], first)
+            os.pwrite(fd, data[first : last + 1], first)
             growing.landed((first, last))
             if number == 0:  # let the reader take the first 100 bytes before the rest exists
                 await asyncio.to_thread(took_first.wait, 5)

@@ -42,8 +42,9 @@ finally:
 """
 
 
-def _stream(path: Path, opener: Callable[[Path], io.BufferedIOBase], chunks: Iterator[bytes]
-            ) -> None:
+def _stream(
+    path: Path, opener: Callable[[Path], io.BufferedIOBase], chunks: Iterator[bytes]
+) -> None:
     with opener(path) as out:
         for chunk in chunks:
             out.write(chunk)
@@ -139,8 +140,11 @@ def _make(case: str, folder: Path) -> Path:
         path.write_bytes(b"ARROW1\x00\x00" + os.urandom(3000))
     elif case in ("truncated.csv.gz", "truncated.csv.zst", "truncated.csv.bz2"):
         body = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(50_000))
-        packed = {"gz": gzip.compress, "zst": zstandard.ZstdCompressor().compress,
-                  "bz2": bz2.compress}[case.rsplit(".", 1)[1]](body)
+        packed = {
+            "gz": gzip.compress,
+            "zst": zstandard.ZstdCompressor().compress,
+            "bz2": bz2.compress,
+        }[case.rsplit(".", 1)[1]](body)
         path.write_bytes(packed[: len(packed) // 2])
     elif case == "garbage.csv.gz":
         path.write_bytes(b"\x1f\x8b" + os.urandom(3000))
@@ -151,15 +155,31 @@ def _make(case: str, folder: Path) -> Path:
 
 # case -> what must happen to it: "loaded" (with all its values) or "refused" (skipped/failed).
 CASES = {
-    "bomb.csv.gz": "refused", "bomb.csv.zst": "refused", "bomb.csv.bz2": "refused",
-    "bomb_lines.csv.gz": "loaded", "deep.ndjson": "refused", "deep.json": "refused",
-    "nul_header.csv": "either", "nul_value.csv": "either", "wide.csv": "refused",
-    "long_line.csv": "loaded", "late_keys.ndjson": "loaded", "types_change.csv": "loaded",
-    "latin1.csv": "either", "utf16.csv": "either", "empty.csv": "loaded",
-    "header_only.csv": "loaded", "truncated.parquet": "refused", "garbage.parquet": "refused",
-    "truncated.arrow": "refused", "truncated_stream.arrows": "refused",
-    "garbage.arrow": "refused", "truncated.csv.gz": "refused", "truncated.csv.zst": "refused",
-    "truncated.csv.bz2": "refused", "garbage.csv.gz": "refused",
+    "bomb.csv.gz": "refused",
+    "bomb.csv.zst": "refused",
+    "bomb.csv.bz2": "refused",
+    "bomb_lines.csv.gz": "loaded",
+    "deep.ndjson": "refused",
+    "deep.json": "refused",
+    "nul_header.csv": "either",
+    "nul_value.csv": "either",
+    "wide.csv": "refused",
+    "long_line.csv": "loaded",
+    "late_keys.ndjson": "loaded",
+    "types_change.csv": "loaded",
+    "latin1.csv": "either",
+    "utf16.csv": "either",
+    "empty.csv": "loaded",
+    "header_only.csv": "loaded",
+    "truncated.parquet": "refused",
+    "garbage.parquet": "refused",
+    "truncated.arrow": "refused",
+    "truncated_stream.arrows": "refused",
+    "garbage.arrow": "refused",
+    "truncated.csv.gz": "refused",
+    "truncated.csv.zst": "refused",
+    "truncated.csv.bz2": "refused",
+    "garbage.csv.gz": "refused",
 }
 
 
@@ -172,8 +192,22 @@ def test_hostile_file_beside_a_good_one(case: str, tmp_path: Path) -> None:
     db, rss_file = tmp_path / "h.duckdb", tmp_path / "rss"
     env = dict(os.environ, DREAMBOLT_RSS_FILE=str(rss_file))
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "ingest", str(folder), "--db", str(db), "--table",
-         "t", "--json"], capture_output=True, text=True, env=env, timeout=240,
+        [
+            sys.executable,
+            "-c",
+            _WRAPPER,
+            "ingest",
+            str(folder),
+            "--db",
+            str(db),
+            "--table",
+            "t",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stdout.startswith("{"), (done.stdout[:500], done.stderr[-2000:])
@@ -194,13 +228,13 @@ def test_hostile_file_beside_a_good_one(case: str, tmp_path: Path) -> None:
     peak = int(rss_file.read_text())
     assert peak < GIB, f"{case}: peak RSS {peak / MIB:.0f} MiB"
     with duckdb.connect(str(db), read_only=True) as con:
-        counts = dict(con.execute(
-            "SELECT _source_uri, count(*) FROM t GROUP BY 1").fetchall())
+        counts = dict(con.execute("SELECT _source_uri, count(*) FROM t GROUP BY 1").fetchall())
         if case == "late_keys.ndjson":
             assert con.execute("SELECT count(late) FROM t").fetchall() == [(1,)]
         if case == "types_change.csv":
-            assert con.execute("SELECT count(n) FROM t WHERE _source_uri LIKE '%types%'"
-                               ).fetchall() == [(20_001,)]
+            assert con.execute(
+                "SELECT count(n) FROM t WHERE _source_uri LIKE '%types%'"
+            ).fetchall() == [(20_001,)]
         if case == "long_line.csv":
             assert con.execute("SELECT max(length(q)) FROM t").fetchall() == [(50 * 10**6,)]
     assert counts[(folder / "good.csv").resolve().as_uri()] == 2

@@ -75,17 +75,16 @@ def unzstd(data: bytes) -> bytes:
 # --- 1 & 2: a mixed prefix, re-runs and an overwrite --------------------------------------------
 
 QUOTED_CSV = (
-    'id,city,note\n'
-    '1,Zürich,"line one\nline two"\n'
-    '2,東京,"say ""hi"", twice"\n'
-    '3,Paris,plain\n'
+    'id,city,note\n1,Zürich,"line one\nline two"\n2,東京,"say ""hi"", twice"\n3,Paris,plain\n'
 ).encode()
-NESTED = pl.DataFrame({
-    "id": [8, 9],
-    "city": ["Köln", None],
-    "tags": [["a", "b"], []],
-    "meta": [{"k": 1, "v": "x"}, {"k": 2, "v": None}],
-})
+NESTED = pl.DataFrame(
+    {
+        "id": [8, 9],
+        "city": ["Köln", None],
+        "tags": [["a", "b"], []],
+        "meta": [{"k": 1, "v": "x"}, {"k": 2, "v": None}],
+    }
+)
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:
@@ -115,6 +114,7 @@ COLUMNS = ["id", "city", "note", "amount", "flag", "tags", "meta", "extra"]
 
 def expected_rows(objects: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
     """What each good key must contribute, with NULL for columns it does not have."""
+
     def full(**values: Any) -> dict[str, Any]:
         return {c: values.get(c) for c in COLUMNS}
 
@@ -127,7 +127,8 @@ def expected_rows(objects: dict[str, bytes]) -> dict[str, list[dict[str, Any]]]:
         ],
         "mixed/more.csv.gz": [full(**row) for row in more.to_dicts()],
         "mixed/events.ndjson.zst": [
-            full(id=6, city="Rome", flag=True), full(id=7, city="Kyiv", flag=False),
+            full(id=6, city="Rome", flag=True),
+            full(id=7, city="Kyiv", flag=False),
         ],
         "mixed/nested.parquet": [full(**row) for row in NESTED.to_dicts()],
         "mixed/empty.csv": [],
@@ -192,12 +193,20 @@ async def test_mixed_prefix_reruns_and_overwrite(
     assert table_rows(db, "mixed") == {uri[k]: rows for k, rows in expected.items() if rows}
     lineage = query(db, "SELECT DISTINCT _source_uri, _source_etag FROM mixed")
     assert sorted(lineage) == sorted((uri[k], etags[k]) for k, rows in expected.items() if rows)
-    types = dict(query(db, "SELECT column_name, data_type FROM information_schema.columns "
-                           "WHERE table_name = 'mixed'"))
+    types = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'mixed'",
+        )
+    )
     assert types["id"] == "BIGINT" and types["amount"] == "DOUBLE" and types["flag"] == "BOOLEAN"
     assert types["tags"] == "VARCHAR[]" and types["meta"].startswith("STRUCT(")
-    ledger = query(db, f"SELECT uri, status, active, etag, rows, error_type FROM {LEDGER} "
-                       "WHERE table_name = 'mixed'")
+    ledger = query(
+        db,
+        f"SELECT uri, status, active, etag, rows, error_type FROM {LEDGER} "
+        "WHERE table_name = 'mixed'",
+    )
     assert len(ledger) == len(objects) + 1  # every listed object plus the missing URI
     assert {row[0] for row in ledger} == set(results)
     for shown, status, active, etag, rows, error_type in ledger:
@@ -210,8 +219,9 @@ async def test_mixed_prefix_reruns_and_overwrite(
             assert error_type == bad[shown][0]
     total = query(db, "SELECT count(*) FROM mixed")[0][0]
     assert total == sum(len(rows) for rows in expected.values())
-    stamps = dict(((u, i), t) for u, i, t in
-                  query(db, "SELECT _source_uri, id, _ingested_at FROM mixed"))
+    stamps = dict(
+        ((u, i), t) for u, i, t in query(db, "SELECT _source_uri, id, _ingested_at FROM mixed")
+    )
 
     # --- second run: nothing loads twice
     report = await run()
@@ -230,17 +240,24 @@ async def test_mixed_prefix_reruns_and_overwrite(
     report = await run()
     results = by_uri(report)
     result = results[uri[changed]]
-    assert (result.status, result.replaced, result.rows, result.etag) == ("loaded", True, 3,
-                                                                          new_etag)
+    assert (result.status, result.replaced, result.rows, result.etag) == (
+        "loaded",
+        True,
+        3,
+        new_etag,
+    )
     assert {r.status for u, r in results.items() if u not in bad and u != uri[changed]} == {
-        "unchanged"}
+        "unchanged"
+    }
     check_bad(results)
     expected = expected_rows(objects)
     assert table_rows(db, "mixed") == {uri[k]: rows for k, rows in expected.items() if rows}
-    assert query(db, "SELECT DISTINCT _source_etag FROM mixed WHERE _source_uri = ?",
-                 [uri[changed]]) == [(new_etag,)]
-    after = dict(((u, i), t) for u, i, t in
-                 query(db, "SELECT _source_uri, id, _ingested_at FROM mixed"))
+    assert query(
+        db, "SELECT DISTINCT _source_etag FROM mixed WHERE _source_uri = ?", [uri[changed]]
+    ) == [(new_etag,)]
+    after = dict(
+        ((u, i), t) for u, i, t in query(db, "SELECT _source_uri, id, _ingested_at FROM mixed")
+    )
     untouched = {k: v for k, v in stamps.items() if k[0] != uri[changed]}
     assert {k: v for k, v in after.items() if k[0] != uri[changed]} == untouched
     active = query(db, f"SELECT etag FROM {LEDGER} WHERE uri = ? AND active", [uri[changed]])
@@ -249,12 +266,14 @@ async def test_mixed_prefix_reruns_and_overwrite(
 
 # --- 3: load() of every format equals polars on the same bytes ---------------------------------
 
-SAMPLE = pl.DataFrame({
-    "id": [1, 2, 3],
-    "name": ["plain", 'Zürich, "quoted"\nline', "東京"],
-    "score": [1.5, None, -3.25],
-    "ok": [True, False, None],
-})
+SAMPLE = pl.DataFrame(
+    {
+        "id": [1, 2, 3],
+        "name": ["plain", 'Zürich, "quoted"\nline', "東京"],
+        "score": [1.5, None, -3.25],
+        "ok": [True, False, None],
+    }
+)
 
 
 def _written(kind: str) -> bytes:
@@ -288,13 +307,22 @@ COMPRESSORS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
     ".bz2": (bz2.compress, bz2.decompress),
 }
 FORMAT_CASES = [
-    ("csv", "data.csv", ""), ("tsv", "data.tsv", ""), ("parquet", "data.parquet", ""),
-    ("ndjson", "data.ndjson", ""), ("json", "data.json", ""), ("ipc", "data.arrow", ""),
+    ("csv", "data.csv", ""),
+    ("tsv", "data.tsv", ""),
+    ("parquet", "data.parquet", ""),
+    ("ndjson", "data.ndjson", ""),
+    ("json", "data.json", ""),
+    ("ipc", "data.arrow", ""),
     ("ipc-stream", "data.arrows", ""),
-    ("csv", "data.csv.gz", ".gz"), ("csv", "data.csv.zst", ".zst"), ("csv", "data.csv.bz2", ".bz2"),
-    ("tsv", "data.tsv.gz", ".gz"), ("ndjson", "data.jsonl.gz", ".gz"),
-    ("ndjson", "data.ndjson.zst", ".zst"), ("ndjson", "data.ndjson.bz2", ".bz2"),
-    ("json", "data.json.zst", ".zst"), ("parquet", "data.parquet.gz", ".gz"),
+    ("csv", "data.csv.gz", ".gz"),
+    ("csv", "data.csv.zst", ".zst"),
+    ("csv", "data.csv.bz2", ".bz2"),
+    ("tsv", "data.tsv.gz", ".gz"),
+    ("ndjson", "data.jsonl.gz", ".gz"),
+    ("ndjson", "data.ndjson.zst", ".zst"),
+    ("ndjson", "data.ndjson.bz2", ".bz2"),
+    ("json", "data.json.zst", ".zst"),
+    ("parquet", "data.parquet.gz", ".gz"),
     ("ipc", "data.arrow.bz2", ".bz2"),
 ]
 
@@ -308,8 +336,9 @@ async def test_load_each_format_equals_polars(
     body = compress(_written(kind))
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     threshold = 0 if spooled else 64 << 20  # 0: every object goes through disk and iter_file
-    async with Ingester(db=":memory:", s3_options=s3_options(moto.endpoint_url),
-                        spool_threshold=threshold) as ing:
+    async with Ingester(
+        db=":memory:", s3_options=s3_options(moto.endpoint_url), spool_threshold=threshold
+    ) as ing:
         loaded = await ing.load(f"s3://{bucket}/{key}")
     assert_frame_equal(loaded, READERS[kind](io.BytesIO(decompress(body))))
     assert_frame_equal(loaded, SAMPLE)
@@ -317,16 +346,20 @@ async def test_load_each_format_equals_polars(
 
 # --- 4: many small objects ----------------------------------------------------------------------
 
+
 async def test_thousand_small_objects(moto: MotoServer, bucket: str, tmp_path: Path) -> None:
     count, per = 1000, 5
-    client = moto.client("s3", config=Config(max_pool_connections=32,
-                                              s3={"addressing_style": "path"}))
+    client = moto.client(
+        "s3", config=Config(max_pool_connections=32, s3={"addressing_style": "path"})
+    )
 
     def put(i: int) -> None:
-        lines = "".join(f"{i * per + j},{i},row-{j:03d}-padding-padding-padding\n"
-                        for j in range(per))
-        client.put_object(Bucket=bucket, Key=f"many/part-{i:04d}.csv",
-                          Body=f"id,file,text\n{lines}".encode())
+        lines = "".join(
+            f"{i * per + j},{i},row-{j:03d}-padding-padding-padding\n" for j in range(per)
+        )
+        client.put_object(
+            Bucket=bucket, Key=f"many/part-{i:04d}.csv", Body=f"id,file,text\n{lines}".encode()
+        )
 
     try:
         with ThreadPoolExecutor(24) as pool:
@@ -339,8 +372,9 @@ async def test_thousand_small_objects(moto: MotoServer, bucket: str, tmp_path: P
     assert report.table == "many"
     assert report.count("loaded") == count == len(report.files), report.totals()
     assert report.rows == count * per
-    (rows, files, ids, total), = query(
-        db, "SELECT count(*), count(DISTINCT _source_uri), count(DISTINCT id), sum(id) FROM many")
+    ((rows, files, ids, total),) = query(
+        db, "SELECT count(*), count(DISTINCT _source_uri), count(DISTINCT id), sum(id) FROM many"
+    )
     assert (rows, files, ids) == (count * per, count, count * per)
     assert total == sum(range(count * per))
     assert query(db, "SELECT count(*) FROM many WHERE id // 5 <> file") == [(0,)]
@@ -348,6 +382,7 @@ async def test_thousand_small_objects(moto: MotoServer, bucket: str, tmp_path: P
 
 
 # --- 5: bounded memory for an object above spool_threshold -------------------------------------
+
 
 class _SpoolWatcher:
     """A Listener that notes the files it sees in the spool directory while bytes arrive."""
@@ -392,7 +427,11 @@ class _RssSampler:
 
 
 async def _ingest_big_csv(
-    endpoint: str, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    endpoint: str,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     rows: int,
 ) -> tuple[int, int]:
     """Ingest a CSV of `rows` rows from S3 with a 1 MiB spool threshold; (size, peak traced)."""
@@ -412,20 +451,26 @@ async def _ingest_big_csv(
     try:
         with _RssSampler() as rss:
             async with Ingester(
-                db=db, s3_options=s3_options(endpoint, part_size=1 << 20),
-                spool_threshold=1 << 20, memory_budget=4 << 20, listener=watcher,
+                db=db,
+                s3_options=s3_options(endpoint, part_size=1 << 20),
+                spool_threshold=1 << 20,
+                memory_budget=4 << 20,
+                listener=watcher,
             ) as ing:
                 report = await ing.ingest(f"s3://{bucket}/big/{rows}.csv", table="big")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(f"\nCSV {size / 2**20:.1f} MiB: peak traced {peak / 2**20:.1f} MiB, "
-          f"RSS +{(rss.peak - rss.base) / 2**20:.0f} MiB over {rss.base / 2**20:.0f} MiB")
+    print(
+        f"\nCSV {size / 2**20:.1f} MiB: peak traced {peak / 2**20:.1f} MiB, "
+        f"RSS +{(rss.peak - rss.base) / 2**20:.0f} MiB over {rss.base / 2**20:.0f} MiB"
+    )
     assert report.count("loaded") == 1 and report.rows == rows, report.totals()
     assert watcher.seen, "the object never appeared in the spool directory"
     assert list(spool.iterdir()) == [], "the spool was not cleaned up"
-    (count, distinct, low, high), = query(db, "SELECT count(*), count(DISTINCT id), min(id), "
-                                              "max(id) FROM big")
+    ((count, distinct, low, high),) = query(
+        db, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM big"
+    )
     assert (count, distinct, low, high) == (rows, rows, 0, rows - 1)
     return size, peak
 
@@ -433,11 +478,13 @@ async def _ingest_big_csv(
 async def test_big_object_is_spooled_and_memory_stays_bounded(
     moto: MotoServer, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    size, peak = await _ingest_big_csv(moto.endpoint_url, s3, bucket, tmp_path, monkeypatch,
-                                       700_000)
+    size, peak = await _ingest_big_csv(
+        moto.endpoint_url, s3, bucket, tmp_path, monkeypatch, 700_000
+    )
     assert size > 20 << 20
-    larger, larger_peak = await _ingest_big_csv(moto.endpoint_url, s3, bucket, tmp_path,
-                                                monkeypatch, 1_400_000)
+    larger, larger_peak = await _ingest_big_csv(
+        moto.endpoint_url, s3, bucket, tmp_path, monkeypatch, 1_400_000
+    )
     assert larger > 2 * size - (1 << 20)
     # Memory does not grow with the file: twice the bytes, the same peak (within 4 MiB).
     assert larger_peak < peak + (4 << 20), (peak, larger_peak)
@@ -448,11 +495,13 @@ async def test_big_object_is_spooled_and_memory_stays_bounded(
 
 # --- 6: on_error="abort" versus "skip" ----------------------------------------------------------
 
+
 def _put_parts(s3: Any, bucket: str, count: int = 10) -> list[str]:
     keys = [f"parts/p{i:02d}.csv" for i in range(count)]
     for i, key in enumerate(keys):
-        s3.put_object(Bucket=bucket, Key=key, Body=f"id,part\n{2 * i},{i}\n{2 * i + 1},{i}\n"
-                      .encode())
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=f"id,part\n{2 * i},{i}\n{2 * i + 1},{i}\n".encode()
+        )
     return keys
 
 
@@ -463,8 +512,9 @@ async def test_abort_stops_at_a_404_in_the_middle(
     # listed, then gone when fetched: a 404 in the middle of the batch
     proxy.add_rule("error", code="NoSuchKey", path=r"/parts/p05\.csv$")
     db = tmp_path / "abort.duckdb"
-    async with Ingester(db=db, on_error="abort", files_in_flight=1,
-                        s3_options=s3_options(proxy.endpoint_url)) as ing:
+    async with Ingester(
+        db=db, on_error="abort", files_in_flight=1, s3_options=s3_options(proxy.endpoint_url)
+    ) as ing:
         report = await ing.ingest(f"s3://{bucket}/parts/", table="parts")
     results = by_uri(report)
     assert report.aborted and not report.ok
@@ -474,16 +524,18 @@ async def test_abort_stops_at_a_404_in_the_middle(
     assert failing.error.type == "S3NotFoundError"
     # one file in flight at a time, in listing order: the ones before loaded, the rest not tried
     assert [results[f"s3://{bucket}/{k}"].status for k in keys] == ["loaded"] * 5 + ["skipped"] * 5
-    assert all(r.error is not None and r.error.type == "Aborted"
-               for r in list(results.values())[-4:] if r is not failing)
+    assert all(
+        r.error is not None and r.error.type == "Aborted"
+        for r in list(results.values())[-4:]
+        if r is not failing
+    )
     loaded = query(db, "SELECT DISTINCT _source_uri FROM parts ORDER BY 1")
     assert loaded == [(f"s3://{bucket}/{k}",) for k in keys[:5]]
     assert query(db, "SELECT count(*) FROM parts WHERE part = 5") == [(0,)]
 
     # the same batch with "skip": every other file loads
     db = tmp_path / "skip.duckdb"
-    async with Ingester(db=db, on_error="skip",
-                        s3_options=s3_options(proxy.endpoint_url)) as ing:
+    async with Ingester(db=db, on_error="skip", s3_options=s3_options(proxy.endpoint_url)) as ing:
         report = await ing.ingest(f"s3://{bucket}/parts/", table="parts")
     assert not report.aborted and report.count("loaded") == 9 and report.count("skipped") == 1
     assert query(db, "SELECT count(*), count(DISTINCT part) FROM parts") == [(18, 9)]
@@ -493,19 +545,22 @@ async def test_abort_on_a_missing_uri_in_the_input_list(
     moto: MotoServer, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     keys = _put_parts(s3, bucket, 2)
-    uris = [f"s3://{bucket}/{keys[0]}", f"s3://{bucket}/parts/absent.csv",
-            f"s3://{bucket}/{keys[1]}"]
+    uris = [
+        f"s3://{bucket}/{keys[0]}",
+        f"s3://{bucket}/parts/absent.csv",
+        f"s3://{bucket}/{keys[1]}",
+    ]
     db = tmp_path / "abort.duckdb"
-    async with Ingester(db=db, on_error="abort",
-                        s3_options=s3_options(moto.endpoint_url)) as ing:
+    async with Ingester(db=db, on_error="abort", s3_options=s3_options(moto.endpoint_url)) as ing:
         report = await ing.ingest(uris, table="parts")
     results = by_uri(report)
     assert report.aborted and set(results) == set(uris)
     missing = results[uris[1]].error
     assert missing is not None and missing.type == "S3NotFoundError"
     assert report.count("loaded") == 0  # the failure was known before anything was fetched
-    assert query(db, "SELECT count(*) FROM information_schema.tables "
-                     "WHERE table_name = 'parts'") == [(0,)]
+    assert query(
+        db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'parts'"
+    ) == [(0,)]
 
     db = tmp_path / "skip.duckdb"
     async with Ingester(db=db, s3_options=s3_options(moto.endpoint_url)) as ing:
@@ -535,11 +590,13 @@ async def test_file_failing_after_some_batches_leaves_no_rows(tmp_path: Path) ->
     assert "row" in bad.error.message and "big.csv" in bad.error.message
     assert results[good.resolve().as_uri()].status == "loaded"
     assert query(db, "SELECT count(*) FROM t") == [(2,)]
-    assert query(db, f"SELECT status, active, rows FROM {LEDGER} WHERE uri = ?",
-                 [big.resolve().as_uri()]) == [("skipped", False, 0)]
+    assert query(
+        db, f"SELECT status, active, rows FROM {LEDGER} WHERE uri = ?", [big.resolve().as_uri()]
+    ) == [("skipped", False, 0)]
 
 
 # --- 7: mode="replace" and schema conflicts -----------------------------------------------------
+
 
 async def test_replace_mode_rebuilds_the_table(tmp_path: Path) -> None:
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
@@ -552,11 +609,16 @@ async def test_replace_mode_rebuilds_the_table(tmp_path: Path) -> None:
         assert report.count("loaded") == 1
     # the table was rebuilt from b alone: a's rows and a's columns are gone
     assert query(db, "SELECT id, m FROM t") == [(3, "x")]
-    columns = [r[0] for r in query(db, "SELECT column_name FROM information_schema.columns "
-                                       "WHERE table_name = 't'")]
+    columns = [
+        r[0]
+        for r in query(
+            db, "SELECT column_name FROM information_schema.columns WHERE table_name = 't'"
+        )
+    ]
     assert "n" not in columns
     assert query(db, f"SELECT uri FROM {LEDGER} WHERE table_name = 't' AND active") == [
-        (b.resolve().as_uri(),)]
+        (b.resolve().as_uri(),)
+    ]
     # a's load was forgotten, so appending it again loads it (not "unchanged")
     async with Ingester(db=db) as ing:
         report = await ing.ingest(str(a), table="t")
@@ -583,9 +645,14 @@ async def test_type_conflict_fails_the_file_and_leaves_the_table(tmp_path: Path)
     db = tmp_path / "db.duckdb"
 
     def snapshot() -> tuple[list[Any], list[Any]]:
-        return (query(db, "SELECT * FROM t ORDER BY id"),
-                query(db, "SELECT column_name, data_type FROM information_schema.columns "
-                          "WHERE table_name = 't' ORDER BY ordinal_position"))
+        return (
+            query(db, "SELECT * FROM t ORDER BY id"),
+            query(
+                db,
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 't' ORDER BY ordinal_position",
+            ),
+        )
 
     async with Ingester(db=db) as ing:
         await ing.ingest(str(base), table="t")
@@ -620,6 +687,7 @@ async def test_type_conflict_fails_the_file_and_leaves_the_table(tmp_path: Path)
 
 # --- 8: local files, default table names, invalid table names -----------------------------------
 
+
 def test_default_table_names() -> None:
     assert default_table_name(["data.csv"]) == "data"
     assert default_table_name(["s3://bkt/events/2024-*.csv"]) == "events"
@@ -652,7 +720,8 @@ async def test_local_paths_and_file_uris_need_no_aws(
         again = await ing.ingest([str(data), other.as_uri()], table="data")
         assert {f.status for f in again.files} == {"unchanged"}
     assert query(db, "SELECT _source_uri, id, city FROM data ORDER BY id") == [
-        (data.resolve().as_uri(), 1, "Zürich"), (data.resolve().as_uri(), 2, "東京"),
+        (data.resolve().as_uri(), 1, "Zürich"),
+        (data.resolve().as_uri(), 2, "東京"),
         (other.resolve().as_uri(), 3, "Oslo"),
     ]
     # a changed local file is replaced, like an overwritten object
@@ -708,11 +777,13 @@ async def test_big_object_parsed_while_downloading_survives_a_cut_range(
 ) -> None:
     rows = "".join(f"{i},name {i}\n" for i in range(40_000))
     s3.put_object(Bucket=bucket, Key="big/a.csv", Body=("id,name\n" + rows).encode())
-    proxy.add_rule("cut", method="GET", path="/big/a.csv$", has_range=True, times=2,
-                   cut_after=1000)
+    proxy.add_rule("cut", method="GET", path="/big/a.csv$", has_range=True, times=2, cut_after=1000)
     db = tmp_path / "db.duckdb"
-    async with Ingester(db=db, spool_threshold=64 << 10,
-                        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10)) as ing:
+    async with Ingester(
+        db=db,
+        spool_threshold=64 << 10,
+        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10),
+    ) as ing:
         report = await ing.ingest(f"s3://{bucket}/big/", table="t")
     assert report.count("loaded") == 1, report.files
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM t") == [(40_000, 40_000)]
@@ -732,28 +803,34 @@ async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
             raise RuntimeError("injected: this range never arrives")
 
     # The first part lands (so parsing starts), every later one fails for good.
-    proxy.add_rule("call", method="GET", path="/big/a.csv$", has_range=True,
-                   fn=fail_all_but_the_first_range)
+    proxy.add_rule(
+        "call", method="GET", path="/big/a.csv$", has_range=True, fn=fail_all_but_the_first_range
+    )
     db = tmp_path / "db.duckdb"
     spool = tmp_path / "spool"
     spool.mkdir()
     monkeypatch.setenv("DREAMBOLT_TMPDIR", str(spool))
-    async with Ingester(db=db, spool_threshold=64 << 10, s3_options=s3_options(
-            proxy.endpoint_url, part_size=128 << 10, max_retries=1)) as ing:
+    async with Ingester(
+        db=db,
+        spool_threshold=64 << 10,
+        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10, max_retries=1),
+    ) as ing:
         report = await ing.ingest(f"s3://{bucket}/big/", table="t")
     proxy.errors.clear()  # the injected failures, as the proxy recorded them
     assert report.count("failed") == 1, report.files
     assert any(r and r.startswith("bytes=0-") for r in seen)  # the first part was asked for
-    assert query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'") \
-        == [(0,)]
+    assert query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'") == [
+        (0,)
+    ]
     assert list(spool.iterdir()) == []  # the spool file is gone too
 
 
 async def test_a_missing_bucket_is_reported_for_the_uri_given(
     proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    async with Ingester(db=tmp_path / "db.duckdb",
-                        s3_options=s3_options(proxy.endpoint_url)) as ing:
+    async with Ingester(
+        db=tmp_path / "db.duckdb", s3_options=s3_options(proxy.endpoint_url)
+    ) as ing:
         report = await ing.ingest("s3://no-such-bucket-here/x.csv", table="t")
     (result,) = report.files
     assert (result.uri, result.status) == ("s3://no-such-bucket-here/x.csv", "skipped")
@@ -762,6 +839,7 @@ async def test_a_missing_bucket_is_reported_for_the_uri_given(
 
 
 # --- row order ----------------------------------------------------------------------------------
+
 
 async def test_preserve_order_keeps_a_big_files_rows_in_file_order(tmp_path: Path) -> None:
     big = tmp_path / "big.csv"
@@ -774,14 +852,17 @@ async def test_preserve_order_keeps_a_big_files_rows_in_file_order(tmp_path: Pat
         report = await ing.ingest(str(big), table="t")
         assert report.rows == rows
         sink = await ing.sink()
-        assert sink.con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() \
-            == (True,)
+        assert sink.con.execute(
+            "SELECT current_setting('preserve_insertion_order')"
+        ).fetchone() == (True,)
     assert [r[0] for r in query(ordered, "SELECT id FROM t")] == list(range(rows))
     # The default lets DuckDB write row groups from several threads: the same rows, any order.
     async with Ingester(db=unordered, spool_threshold=1 << 20) as ing:
         await ing.ingest(str(big), table="t")
         sink = await ing.sink()
-        assert sink.con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() \
-            == (False,)
+        assert sink.con.execute(
+            "SELECT current_setting('preserve_insertion_order')"
+        ).fetchone() == (False,)
     assert query(unordered, "SELECT count(*), count(DISTINCT id), sum(v) FROM t") == query(
-        ordered, "SELECT count(*), count(DISTINCT id), sum(v) FROM t")
+        ordered, "SELECT count(*), count(DISTINCT id), sum(v) FROM t"
+    )

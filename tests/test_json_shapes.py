@@ -36,8 +36,11 @@ CASES: dict[str, tuple[str, bytes]] = {
 def reference(data: bytes, tmp_path: Path) -> pl.DataFrame:
     path = tmp_path / "reference.json"
     path.write_bytes(data)
-    frame = pl.from_arrow(duckdb.connect().sql(
-        "SELECT * FROM read_json($path)", params={"path": str(path)}).to_arrow_table())
+    frame = pl.from_arrow(
+        duckdb.connect()
+        .sql("SELECT * FROM read_json($path)", params={"path": str(path)})
+        .to_arrow_table()
+    )
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -47,6 +50,7 @@ def as_json_text(frame: pl.DataFrame) -> list[str]:
     value kept as JSON text compares as the JSON it holds: where a field changes type, polars
     keeps strings as they are and the rest as JSON text with the file's spacing; DuckDB gives
     every value as minified JSON text (README, "Reading files other tools wrote")."""
+
     def value(item: object) -> object:
         if isinstance(item, str):
             try:
@@ -56,8 +60,10 @@ def as_json_text(frame: pl.DataFrame) -> list[str]:
             return decoded if isinstance(decoded, str | list | dict) else item
         return item
 
-    return [json.dumps({k: value(v) for k, v in row.items()}, sort_keys=True, default=str)
-            for row in frame.to_dicts()]
+    return [
+        json.dumps({k: value(v) for k, v in row.items()}, sort_keys=True, default=str)
+        for row in frame.to_dicts()
+    ]
 
 
 @pytest.mark.parametrize("case", CASES)

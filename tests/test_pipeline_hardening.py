@@ -56,8 +56,7 @@ async def test_bad_files_fail_alone_and_the_batch_goes_on(tmp_path: Path) -> Non
     paths = hostile_files(tmp_path / "in")
     db = tmp_path / "h.duckdb"
     async with Ingester(db=db) as ing:
-        report = await asyncio.wait_for(
-            ing.ingest([str(tmp_path / "in")], table="t"), timeout=120)
+        report = await asyncio.wait_for(ing.ingest([str(tmp_path / "in")], table="t"), timeout=120)
     by_name = {Path(f.uri).name: f for f in report.files}
     assert set(by_name) == set(paths)
     for name, result in by_name.items():
@@ -67,8 +66,10 @@ async def test_bad_files_fail_alone_and_the_batch_goes_on(tmp_path: Path) -> Non
             assert result.status in ("skipped", "failed"), result
             assert result.error is not None and name in result.error.message
     assert rows_per_file(db, "t") == {
-        paths["good1.csv"].resolve().as_uri(): 2, paths["good2.csv"].resolve().as_uri(): 1,
-        paths["nul_value.csv"].resolve().as_uri(): 1}
+        paths["good1.csv"].resolve().as_uri(): 2,
+        paths["good2.csv"].resolve().as_uri(): 1,
+        paths["nul_value.csv"].resolve().as_uri(): 1,
+    }
     with duckdb.connect(str(db), read_only=True) as con:
         ledger = dict(con.execute("SELECT uri, status FROM _dreambolt_loads").fetchall())
     assert len(ledger) == len(paths)  # every file attempt has its ledger row
@@ -76,8 +77,16 @@ async def test_bad_files_fail_alone_and_the_batch_goes_on(tmp_path: Path) -> Non
 
 def test_cli_reports_each_bad_file_and_exits_1(tmp_path: Path) -> None:
     hostile_files(tmp_path / "in")
-    done = run("ingest", str(tmp_path / "in"), "--db", str(tmp_path / "c.duckdb"),
-               "--table", "t", "--json", timeout=120)
+    done = run(
+        "ingest",
+        str(tmp_path / "in"),
+        "--db",
+        str(tmp_path / "c.duckdb"),
+        "--table",
+        "t",
+        "--json",
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
@@ -129,9 +138,7 @@ async def test_feeders_that_finish_normally_are_not_an_error() -> None:
     assert got == ["file:///a", "file:///b"]
 
 
-async def test_load_keeps_files_in_flight_bounded(
-    proxy: FaultProxy, s3: Any, bucket: str
-) -> None:
+async def test_load_keeps_files_in_flight_bounded(proxy: FaultProxy, s3: Any, bucket: str) -> None:
     put_csvs(s3, bucket, "many/", 24, rows=2)
     lock = threading.Lock()
     state = {"now": 0, "most": 0}
@@ -145,8 +152,9 @@ async def test_load_keeps_files_in_flight_bounded(
             state["now"] -= 1
 
     proxy.add_rule("call", method="GET", path="/many/", fn=hold)
-    async with Ingester(db=":memory:", s3_options={"endpoint_url": proxy.endpoint_url},
-                        files_in_flight=3) as ing:
+    async with Ingester(
+        db=":memory:", s3_options={"endpoint_url": proxy.endpoint_url}, files_in_flight=3
+    ) as ing:
         frame = await ing.load(f"s3://{bucket}/many/")
     assert frame.height == 48
     assert proxy.count("GET", "/many/") >= 24
@@ -195,10 +203,25 @@ def test_interrupted_run_reports_exactly_what_committed(
     db = tmp_path / "int.duckdb"
     proxy.add_rule("delay", method="GET", path="/k/", delay=0.05)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dreambolt", "ingest", f"s3://{bucket}/k/", "--table", "k",
-         "--db", str(db), "--concurrency", "2", "--json", "--endpoint-url",
-         proxy.endpoint_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dreambolt",
+            "ingest",
+            f"s3://{bucket}/k/",
+            "--table",
+            "k",
+            "--db",
+            str(db),
+            "--concurrency",
+            "2",
+            "--json",
+            "--endpoint-url",
+            proxy.endpoint_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     _wait_for_gets(proxy, 28)
     proc.send_signal(signal.SIGINT)
@@ -208,11 +231,16 @@ def test_interrupted_run_reports_exactly_what_committed(
     assert report["interrupted"] is True
     reported = {f["uri"] for f in report["files"] if f["status"] == "loaded"}
     with duckdb.connect(str(db), read_only=True) as con:
-        exists = con.execute("SELECT count(*) FROM information_schema.tables "
-                             "WHERE table_name = 'k'").fetchall() == [(1,)]
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'k'"
+        ).fetchall() == [(1,)]
     in_table = set(rows_per_file(db, "k")) if exists else set()
     with duckdb.connect(str(db), read_only=True) as con:
-        active = {r[0] for r in con.execute(
-            "SELECT uri FROM _dreambolt_loads WHERE table_name = 'k' AND active").fetchall()}
+        active = {
+            r[0]
+            for r in con.execute(
+                "SELECT uri FROM _dreambolt_loads WHERE table_name = 'k' AND active"
+            ).fetchall()
+        }
     assert reported == in_table == active
     assert report["totals"]["loaded"] == len(in_table)

@@ -22,10 +22,17 @@ def test_contract_names_exist() -> None:
 
 def test_error_tree_matches_the_contract() -> None:
     base = errors.DreamBoltError
-    assert issubclass(errors.InvalidS3UriError, base) and issubclass(errors.InvalidS3UriError,
-                                                                     ValueError)
-    for name in ("S3AuthError", "S3NotFoundError", "S3RateLimitError", "S3ObjectChangedError",
-                 "S3IntegrityError", "S3GenericError"):
+    assert issubclass(errors.InvalidS3UriError, base) and issubclass(
+        errors.InvalidS3UriError, ValueError
+    )
+    for name in (
+        "S3AuthError",
+        "S3NotFoundError",
+        "S3RateLimitError",
+        "S3ObjectChangedError",
+        "S3IntegrityError",
+        "S3GenericError",
+    ):
         assert issubclass(getattr(errors, name), errors.S3BaseError)
     for cls in (errors.S3BaseError, errors.FormatError, errors.EmbeddingError, errors.SinkError):
         assert issubclass(cls, base)

@@ -25,8 +25,9 @@ PART = 1024
 
 def quick(endpoint: str) -> S3Client:
     """Jittered backoff of at most 0.05 s: any wait longer than that is the server's."""
-    return S3Client(endpoint_url=endpoint, part_size=PART, concurrency=4, backoff_factor=0.01,
-                    max_backoff=0.05)
+    return S3Client(
+        endpoint_url=endpoint, part_size=PART, concurrency=4, backoff_factor=0.01, max_backoff=0.05
+    )
 
 
 def failed_and_retry(proxy: FaultProxy, rule: Rule) -> tuple[RecordedRequest, RecordedRequest]:
@@ -34,9 +35,12 @@ def failed_and_retry(proxy: FaultProxy, rule: Rule) -> tuple[RecordedRequest, Re
     requests = proxy.requests
     index = next(i for i, r in enumerate(requests) if r.rule is rule)
     failed = requests[index]
-    retry = next(r for r in requests[index + 1:]
-                 if (r.method, r.path, r.headers.get("Range"))
-                 == (failed.method, failed.path, failed.headers.get("Range")))
+    retry = next(
+        r
+        for r in requests[index + 1 :]
+        if (r.method, r.path, r.headers.get("Range"))
+        == (failed.method, failed.path, failed.headers.get("Range"))
+    )
     return failed, retry
 
 
@@ -46,9 +50,14 @@ async def test_retry_after_seconds_beyond_max_backoff(
 ) -> None:
     size = 3 * PART if how == "ranged GET" else 5
     s3.put_object(Bucket=bucket, Key="k", Body=b"x" * size)
-    rule = proxy.add_rule("slowdown", method="HEAD" if how == "HEAD" else "GET",
-                          path=f"/{bucket}/k$", has_range=True if how == "ranged GET" else None,
-                          times=1, retry_after=1)
+    rule = proxy.add_rule(
+        "slowdown",
+        method="HEAD" if how == "HEAD" else "GET",
+        path=f"/{bucket}/k$",
+        has_range=True if how == "ranged GET" else None,
+        times=1,
+        retry_after=1,
+    )
     async with quick(proxy.endpoint_url) as client:
         if how == "HEAD":
             assert (await client.head(f"s3://{bucket}/k")).size == size
@@ -86,8 +95,10 @@ async def test_retry_after_as_an_http_date(
 
 def throttled(headers: dict[str, str]) -> BaseException:
     """The translated error for a 503 SlowDown carrying these response headers."""
-    response: Any = {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                     "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": headers}}
+    response: Any = {
+        "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+        "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": headers},
+    }
     return translate(ClientError(response, "GetObject"), "s3://b/k")
 
 
@@ -114,8 +125,10 @@ def test_retry_after_http_date_counts_from_the_response_date() -> None:
     policy = RetryPolicy(max_retries=3, backoff_factor=0.01, max_backoff=0.05)
     # a server clock 1000 s behind ours: the wait is still the 7 s it asks for
     sent = time.time() - 1000
-    headers = {"date": email.utils.formatdate(sent, usegmt=True),
-               "retry-after": email.utils.formatdate(sent + 7, usegmt=True)}
+    headers = {
+        "date": email.utils.formatdate(sent, usegmt=True),
+        "retry-after": email.utils.formatdate(sent + 7, usegmt=True),
+    }
     assert 6.0 <= wait_after(policy, throttled(headers)) <= 7.0
     del headers["date"]  # no Date: against our clock, where that moment is long past
     assert wait_after(policy, throttled(headers)) <= 0.05

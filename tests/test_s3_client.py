@@ -140,14 +140,22 @@ async def test_server_errors_and_resets_are_retried(
     assert proxy.count("GET", "/k$") >= 3
 
 
-@pytest.mark.parametrize(("status", "code", "error"), [
-    (403, "AccessDenied", S3AuthError),
-    (404, "NoSuchKey", S3NotFoundError),
-    (412, "PreconditionFailed", S3ObjectChangedError),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (403, "AccessDenied", S3AuthError),
+        (404, "NoSuchKey", S3NotFoundError),
+        (412, "PreconditionFailed", S3ObjectChangedError),
+    ],
+)
 async def test_client_errors_are_never_retried(
-    client: S3Client, proxy: FaultProxy, s3: Any, bucket: str,
-    status: int, code: str, error: type[Exception],
+    client: S3Client,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    status: int,
+    code: str,
+    error: type[Exception],
 ) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     proxy.add_rule("error", status=status, code=code, method="GET", path="/k$")
@@ -161,8 +169,9 @@ async def test_cut_body_refetches_only_that_range(
 ) -> None:
     data = payload(4 * PART + 100)
     s3.put_object(Bucket=bucket, Key="cut.bin", Body=data)
-    rule = proxy.add_rule("cut", method="GET", path="/cut.bin$", has_range=True, times=1,
-                          cut_after=PART // 2)
+    rule = proxy.add_rule(
+        "cut", method="GET", path="/cut.bin$", has_range=True, times=1, cut_after=PART // 2
+    )
     got = await client.read(f"s3://{bucket}/cut.bin")
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     assert rule.fired == 1
@@ -185,8 +194,9 @@ async def test_overwrite_between_ranges_raises_object_changed(
         if seen == 2:
             s3.put_object(Bucket=bucket, Key="moving.bin", Body=os.urandom(3 * PART + 1))
 
-    proxy.add_rule("call", method="GET", path="/moving.bin$", has_range=True,
-                   fn=overwrite_before_second_range)
+    proxy.add_rule(
+        "call", method="GET", path="/moving.bin$", has_range=True, fn=overwrite_before_second_range
+    )
     async with fast(proxy.endpoint_url, concurrency=1) as s3_client:
         with pytest.raises(S3ObjectChangedError) as caught:
             await s3_client.read(f"s3://{bucket}/moving.bin")
@@ -258,14 +268,23 @@ async def test_no_credentials_at_all(
 
 
 async def test_secret_appears_in_no_error_or_log(
-    client: S3Client, proxy: FaultProxy, s3: Any, bucket: str, fake_secret: str,
+    client: S3Client,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    fake_secret: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG")
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
-    proxy.add_rule("error", status=403, code="SignatureDoesNotMatch", method="GET",
-                   message=f"The request signature we calculated does not match; "
-                           f"secret={fake_secret} X-Amz-Signature=abcdef0123456789abcdef")
+    proxy.add_rule(
+        "error",
+        status=403,
+        code="SignatureDoesNotMatch",
+        method="GET",
+        message=f"The request signature we calculated does not match; "
+        f"secret={fake_secret} X-Amz-Signature=abcdef0123456789abcdef",
+    )
     with pytest.raises(S3AuthError) as caught:
         await client.read(f"s3://{bucket}/k")
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("dreambolt"))
@@ -287,8 +306,11 @@ async def test_region_from_uri_gets_its_own_cached_client(
     assert await client.read(f"https://{bucket}.s3.eu-central-1.amazonaws.com/r.csv") == b"a,b\n"
     assert set(client._clients) == {"us-west-2", "eu-central-1"}
     # the signing scope: in the Authorization header, or in a presigned GET's query
-    scopes = [r.headers.get("Authorization", "") + unquote(r.query)
-              for r in proxy.requests if r.method == "GET"]
+    scopes = [
+        r.headers.get("Authorization", "") + unquote(r.query)
+        for r in proxy.requests
+        if r.method == "GET"
+    ]
     assert sum("/us-west-2/s3/aws4_request" in s for s in scopes) == 2
     assert sum("/eu-central-1/s3/aws4_request" in s for s in scopes) == 1
 
@@ -301,11 +323,15 @@ async def test_region_discovered_from_bucket_once(
     s3.put_object(Bucket=name, Key="a", Body=b"1")
     s3.put_object(Bucket=name, Key="b", Body=b"2")
     assert await asyncio.gather(client.read(f"s3://{name}/a"), client.read(f"s3://{name}/b")) == [
-        b"1", b"2"
+        b"1",
+        b"2",
     ]
     assert proxy.count("HEAD", f"^/{name}/?$") == 1
-    gets = [r.headers.get("Authorization", "") + unquote(r.query)
-            for r in proxy.requests if r.method == "GET"]
+    gets = [
+        r.headers.get("Authorization", "") + unquote(r.query)
+        for r in proxy.requests
+        if r.method == "GET"
+    ]
     assert all("/eu-west-1/s3/aws4_request" in g for g in gets) and len(gets) == 2
 
 
@@ -327,8 +353,15 @@ async def test_failed_download_leaves_no_file(
     client: S3Client, proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     s3.put_object(Bucket=bucket, Key="f.bin", Body=payload(4 * PART))
-    proxy.add_rule("error", status=500, code="InternalError", method="GET", has_range=True,
-                   path="/f.bin$", times=None)
+    proxy.add_rule(
+        "error",
+        status=500,
+        code="InternalError",
+        method="GET",
+        has_range=True,
+        path="/f.bin$",
+        times=None,
+    )
     with pytest.raises(S3GenericError):
         await client.download(f"s3://{bucket}/f.bin", tmp_path / "f.bin")
     assert list(tmp_path.iterdir()) == []
@@ -342,8 +375,9 @@ async def test_download_48_mib_keeps_memory_bounded(
     s3.put_object(Bucket=bucket, Key="big.bin", Body=data)
     digest = hashlib.sha256(data).digest()
     del data
-    async with S3Client(endpoint_url=moto.endpoint_url, part_size=8 * 2**20,
-                        concurrency=4) as s3_client:
+    async with S3Client(
+        endpoint_url=moto.endpoint_url, part_size=8 * 2**20, concurrency=4
+    ) as s3_client:
         await s3_client.head(f"s3://{bucket}/big.bin")  # warm the client up outside the trace
         tracemalloc.start()
         try:
@@ -360,18 +394,17 @@ async def test_download_48_mib_keeps_memory_bounded(
 
 # --- small objects: one presigned GET on the client's own HTTP session ------------------------
 
+
 async def test_small_objects_are_fetched_with_one_presigned_get(
     client: S3Client, proxy: FaultProxy, s3: Any, bucket: str
 ) -> None:
     from dreambolt.s3.transfer import read_object
 
-    s3.put_object(Bucket=bucket, Key="small ü+.csv", Body=b"a,b\n1,2\n",
-                  ChecksumAlgorithm="CRC32")
+    s3.put_object(Bucket=bucket, Key="small ü+.csv", Body=b"a,b\n1,2\n", ChecksumAlgorithm="CRC32")
     head = s3.head_object(Bucket=bucket, Key="small ü+.csv", ChecksumMode="ENABLED")
     info, data = await read_object(client, parse_s3_uri(f"s3://{bucket}/small ü+.csv"))
     assert data == b"a,b\n1,2\n"
-    assert (info.size, info.etag, info.last_modified) == (
-        8, head["ETag"], head["LastModified"])
+    assert (info.size, info.etag, info.last_modified) == (8, head["ETag"], head["LastModified"])
     assert info.checksum == ("CRC32", head["ChecksumCRC32"])
     gets = [r for r in proxy.requests if r.method == "GET"]
     assert len(gets) == 1 and gets[0].path == f"/{bucket}/small ü+.csv"
@@ -384,8 +417,14 @@ async def test_presigned_get_errors_read_like_botocores(
     client: S3Client, proxy: FaultProxy, s3: Any, bucket: str, fake_secret: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
-    proxy.add_rule("error", status=403, code="InvalidAccessKeyId", method="GET", path="/k$",
-                   message="The AWS Access Key Id you provided does not exist in our records.")
+    proxy.add_rule(
+        "error",
+        status=403,
+        code="InvalidAccessKeyId",
+        method="GET",
+        path="/k$",
+        message="The AWS Access Key Id you provided does not exist in our records.",
+    )
     with pytest.raises(S3AuthError) as caught:
         await client.read(f"s3://{bucket}/k")
     assert caught.value.code == "InvalidAccessKeyId" and caught.value.status == 403
@@ -464,10 +503,13 @@ def test_the_client_leaves_the_gc_and_the_allocator_alone(
     s3.put_object(Bucket=bucket, Key="big.bin", Body=payload(5 * PART))
     done = subprocess.run(
         [sys.executable, "-c", PROCESS_STATE, proxy.endpoint_url, f"s3://{bucket}/big.bin"],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["size"] == 5 * PART
     assert proxy.count("GET", "/big.bin$", has_range=True) > 1
     assert result["events"] == []
-

@@ -16,8 +16,9 @@ from dreambolt.sinks.ledger import CLAIMS
 
 def tables(db: Path) -> set[str]:
     with duckdb.connect(str(db), read_only=True) as con:
-        return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
-                .fetchall()}
+        return {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
 
 
 def batches(n: int, fail_at: int | None = None) -> Iterator[pl.DataFrame]:
@@ -30,12 +31,14 @@ def batches(n: int, fail_at: int | None = None) -> Iterator[pl.DataFrame]:
 def test_file_rows_and_ledger_commit_together(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     sink = DuckDBSink(db)
-    written = sink.write_file("t", uri="s3://b/x.csv", etag='"1"', size=5,
-                              frames=batches(4), run_id="r")
+    written = sink.write_file(
+        "t", uri="s3://b/x.csv", etag='"1"', size=5, frames=batches(4), run_id="r"
+    )
     assert written == Written(40, replaced=False)
     with pytest.raises(FormatError):
-        sink.write_file("t", uri="s3://b/x.csv", etag='"2"', size=5,
-                        frames=batches(4, fail_at=2), run_id="r")
+        sink.write_file(
+            "t", uri="s3://b/x.csv", etag='"2"', size=5, frames=batches(4, fail_at=2), run_id="r"
+        )
     sink.close()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), min(_source_etag) FROM t").fetchall() == [(40, '"1"')]
@@ -51,8 +54,10 @@ def test_bad_memory_limit_is_refused(tmp_path: Path) -> None:
 def test_write_many_commits_a_group_or_nothing(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     sink = DuckDBSink(db)
-    good = [FileWrite(f"s3://b/{i}.csv", f'"{i}"', 10, pl.DataFrame({"n": [i, i + 1]}))
-            for i in range(3)]
+    good = [
+        FileWrite(f"s3://b/{i}.csv", f'"{i}"', 10, pl.DataFrame({"n": [i, i + 1]}))
+        for i in range(3)
+    ]
     assert sink.write_many("t", good, run_id="r") == [Written(2, False)] * 3
     bad = FileWrite("s3://b/bad.csv", '"x"', 10, pl.DataFrame({"n": ["abc"]}))
     again = FileWrite("s3://b/0.csv", '"new"', 10, pl.DataFrame({"n": [7]}))
@@ -62,8 +67,12 @@ def test_write_many_commits_a_group_or_nothing(tmp_path: Path) -> None:
     sink.close()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT _source_uri, n FROM t ORDER BY 1, 2").fetchall() == [
-            ("s3://b/0.csv", 7), ("s3://b/1.csv", 1), ("s3://b/1.csv", 2),
-            ("s3://b/2.csv", 2), ("s3://b/2.csv", 3)]
+            ("s3://b/0.csv", 7),
+            ("s3://b/1.csv", 1),
+            ("s3://b/1.csv", 2),
+            ("s3://b/2.csv", 2),
+            ("s3://b/2.csv", 3),
+        ]
         assert con.execute(f"SELECT count(*) FROM {LEDGER} WHERE active").fetchall() == [(3,)]
 
 

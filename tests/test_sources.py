@@ -50,14 +50,25 @@ print(json.dumps(run()))
 
 
 def list_local(
-    *inputs: str | Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+    *inputs: str | Path,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
     unprivileged: bool = False,
 ) -> dict[str, Any]:
     """expand() of local inputs in a fresh process: {"sources": [uri], "failures": [...]}."""
-    args = {"inputs": [str(i) for i in inputs], "include": include, "exclude": exclude,
-            "nobody": NOBODY if unprivileged else None}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    args = {
+        "inputs": [str(i) for i in inputs],
+        "include": include,
+        "exclude": exclude,
+        "nobody": NOBODY if unprivileged else None,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -102,8 +113,10 @@ def loopy_tree(root: Path) -> dict[str, Path]:
     return {"tree": tree, **files}
 
 
-@pytest.mark.parametrize("pattern", ["{tree}", "{tree}/", "{tree}/**/*.csv", "{tree}/**",
-                                     "{tree}/**/**/*.csv", "file://{tree}/"])
+@pytest.mark.parametrize(
+    "pattern",
+    ["{tree}", "{tree}/", "{tree}/**/*.csv", "{tree}/**", "{tree}/**/**/*.csv", "file://{tree}/"],
+)
 def test_symlink_loops_end_and_every_file_is_found_once(tmp_path: Path, pattern: str) -> None:
     paths = loopy_tree(tmp_path)
     got = list_local(pattern.format(tree=paths["tree"]))
@@ -128,8 +141,11 @@ def locked_tree(root: Path) -> dict[str, Path]:
     (root / "data" / "locked" / "secret.csv").write_text("id\n1\n")
     (root / "data" / "locked" / "deeper" / "more.csv").write_text("id\n1\n")
     (root / "data" / "locked").chmod(0)
-    return {"data": root / "data", "locked": root / "data" / "locked",
-            "ok": root / "data" / "ok.csv"}
+    return {
+        "data": root / "data",
+        "locked": root / "data" / "locked",
+        "ok": root / "data" / "ok.csv",
+    }
 
 
 @pytest.mark.parametrize("pattern", ["{data}", "{data}/**/*.csv", "{data}/*/*.csv"])
@@ -173,13 +189,20 @@ def test_local_inputs_that_match_nothing_are_failures(tmp_path: Path) -> None:
     (hidden_only / ".git").mkdir(parents=True)
     (hidden_only / ".git" / "x.csv").write_text("id\n1\n")
     (tmp_path / "a.csv").write_text("id\n1\n")
-    inputs = [str(empty), str(hidden_only), f"{tmp_path}/*.parquet", f"{tmp_path}/nope/**/*.csv",
-              str(tmp_path / "missing.csv")]
+    inputs = [
+        str(empty),
+        str(hidden_only),
+        f"{tmp_path}/*.parquet",
+        f"{tmp_path}/nope/**/*.csv",
+        str(tmp_path / "missing.csv"),
+    ]
     got = list_local(*inputs)
     assert got["sources"] == []
     assert [(shown, kind) for shown, kind, _ in got["failures"]] == [
-        (uri(empty), "FileNotFoundError"), (uri(hidden_only), "FileNotFoundError"),
-        (inputs[2], "FileNotFoundError"), (inputs[3], "FileNotFoundError"),
+        (uri(empty), "FileNotFoundError"),
+        (uri(hidden_only), "FileNotFoundError"),
+        (inputs[2], "FileNotFoundError"),
+        (inputs[3], "FileNotFoundError"),
         (uri(tmp_path / "missing.csv"), "FileNotFoundError"),
     ]
     messages = [message for _, _, message in got["failures"]]
@@ -194,7 +217,9 @@ def test_local_files_all_excluded_by_filters_are_a_failure(tmp_path: Path) -> No
     got = list_local(tmp_path, f"{tmp_path}/a.csv", exclude=("*.csv",))
     assert got["sources"] == []
     assert [(shown, kind) for shown, kind, _ in got["failures"]] == [
-        (uri(tmp_path), "FileNotFoundError"), (uri(tmp_path / "a.csv"), "FileNotFoundError")]
+        (uri(tmp_path), "FileNotFoundError"),
+        (uri(tmp_path / "a.csv"), "FileNotFoundError"),
+    ]
     assert "2 files matched, all excluded by --include/--exclude" in got["failures"][0][2]
     assert "1 file matched, all excluded" in got["failures"][1][2]
     # one input filtered away while another loads: only the first fails
@@ -216,8 +241,11 @@ async def test_s3_inputs_that_match_nothing_are_failures(
         async def factory() -> S3Client:
             return client
 
-        glob, empty, nowhere = (f"s3://{bucket}/data/*.parquet", f"s3://{bucket}/empty/",
-                                f"s3://{bucket}/nowhere/**/*.csv")
+        glob, empty, nowhere = (
+            f"s3://{bucket}/data/*.parquet",
+            f"s3://{bucket}/empty/",
+            f"s3://{bucket}/nowhere/**/*.csv",
+        )
         sources, failures = await expand([glob, empty, nowhere, f"s3://{bucket}/data/"], factory)
         assert [s.uri for s in sources] == [f"s3://{bucket}/data/a.csv"]
         assert [shown for shown, _ in failures] == [glob, empty, nowhere]

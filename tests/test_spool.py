@@ -43,8 +43,12 @@ def holder() -> Iterator[Any]:
     procs: list[subprocess.Popen[str]] = []
 
     def hold(lock: Path) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(lock)],
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         procs.append(proc)
         return proc
@@ -106,9 +110,18 @@ def test_an_open_spool_is_locked_until_closed(tmp_path: Path, holder: Any) -> No
     spool.close()  # again: nothing to do
     # a spool left by a killed process: its lock went with it, so the next run removes it
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from dreambolt.spool import open_spool; print(open_spool(Path(sys.argv[1])).path)",
-         str(tmp_path)], capture_output=True, text=True, check=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from dreambolt.spool import open_spool; print(open_spool(Path(sys.argv[1])).path)",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     orphan = Path(done.stdout.strip())
     assert orphan.is_dir() and lockable(orphan / LOCK_NAME)
     assert remove_stale_spools(tmp_path) == [orphan] and not orphan.exists()
@@ -165,8 +178,14 @@ def small_disk(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     plain folder and the 1 MiB file size limit to run the writer with."""
     folder = tmp_path / "small"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                             capture_output=True, check=False).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     try:
         yield folder, 0 if mounted else 1 << 20
     finally:
@@ -184,8 +203,21 @@ def test_a_full_spool_disk_is_reported_as_a_full_disk_not_an_s3_error(
     s3.put_object(Bucket=bucket, Key="big.bin", Body=os.urandom(3 << 20))
     target = folder / "big.bin"
     done = subprocess.run(
-        [sys.executable, "-c", DOWNLOAD, proxy.endpoint_url, f"s3://{bucket}/big.bin",
-         str(target), mode, str(limit)], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-c",
+            DOWNLOAD,
+            proxy.endpoint_url,
+            f"s3://{bucket}/big.bin",
+            str(target),
+            mode,
+            str(limit),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["type"] == "OSError", result  # not S3GenericError
@@ -198,8 +230,9 @@ def test_a_full_spool_disk_is_reported_as_a_full_disk_not_an_s3_error(
     else:
         assert "download to a folder" in message
         assert not [p for p in folder.iterdir() if p.name != "lost+found"]  # no .part left
-    ranges = collections.Counter(r.headers.get("Range") for r in proxy.requests
-                                 if r.method == "GET" and r.has_range)
+    ranges = collections.Counter(
+        r.headers.get("Range") for r in proxy.requests if r.method == "GET" and r.has_range
+    )
     assert all(n == 1 for n in ranges.values()), ranges  # no range was tried again
 
 

@@ -50,11 +50,16 @@ async def test_two_ingesters_in_one_process_load_each_row_once(
             async with Ingester(db=db) as first:
                 await first.ingest(str(seed), table="t")
         async with Ingester(db=db) as a, Ingester(db=db) as b:
-            ra, rb = await asyncio.gather(a.ingest(str(source), table="t"),
-                                          b.ingest(str(source), table="t"))
+            ra, rb = await asyncio.gather(
+                a.ingest(str(source), table="t"), b.ingest(str(source), table="t")
+            )
         extra = 1 if existing else 0
-        assert table_state(db) == (FILES * ROWS + extra, FILES * ROWS + extra, FILES + extra,
-                                   FILES + extra)
+        assert table_state(db) == (
+            FILES * ROWS + extra,
+            FILES * ROWS + extra,
+            FILES + extra,
+            FILES + extra,
+        )
         for report in (ra, rb):
             assert report.count("failed") == 0 and report.count("skipped") == 0
         assert ra.count("loaded") + rb.count("loaded") == FILES  # each file loaded by one
@@ -66,10 +71,22 @@ def test_two_processes_load_each_row_once(tmp_path: Path) -> None:
     make_inputs(source)
     for trial in range(2):
         db = tmp_path / f"procs-{trial}.duckdb"
-        command = [sys.executable, "-m", "dreambolt", "ingest", str(source), "--db", str(db),
-                   "--table", "t", "--json"]
-        procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        command = [
+            sys.executable,
+            "-m",
+            "dreambolt",
+            "ingest",
+            str(source),
+            "--db",
+            str(db),
+            "--table",
+            "t",
+            "--json",
+        ]
+        procs = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=180) for p in procs]
         for proc, (_, err) in zip(procs, outs, strict=True):
             assert proc.returncode == 0, err

@@ -67,8 +67,9 @@ class EmbedStage:
         item.discard()
         if writer is None:
             return Fetched(item.source, item.etag, item.size, frame=pl.DataFrame())
-        return Fetched(item.source, item.etag, item.size, path=out, fmt=FileFormat("ipc"),
-                       spooled=True)
+        return Fetched(
+            item.source, item.etag, item.size, path=out, fmt=FileFormat("ipc"), spooled=True
+        )
 
     async def plan(self, item: Fetched) -> tuple[int, int]:
         """For a dry run: (texts, estimated tokens) that embedding this file would send."""
@@ -80,4 +81,3 @@ class EmbedStage:
         fresh = [t for t in dict.fromkeys(t for t in texts if t)]
         known = await self.cache.get(self.embedder.model, [text_hash(t) for t in fresh])
         return await asyncio.to_thread(estimate, [t for t in fresh if text_hash(t) not in known])
-

@@ -49,10 +49,12 @@ class Fit:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.decode = [i for i, f in enumerate(schema) if pa.types.is_run_end_encoded(f.type)]
-        plain = [f.with_type(f.type.value_type) if i in self.decode else f
-                 for i, f in enumerate(schema)]
-        self.target = pa.schema([f.with_type(_fitted_type(f)) for f in plain],
-                                metadata=schema.metadata)
+        plain = [
+            f.with_type(f.type.value_type) if i in self.decode else f for i, f in enumerate(schema)
+        ]
+        self.target = pa.schema(
+            [f.with_type(_fitted_type(f)) for f in plain], metadata=schema.metadata
+        )
         self.cast = [i for i, f in enumerate(plain) if f.type != self.target.field(i).type]
         self.polars = pl.Schema([(f.name, _polars_type(f)) for f in self.target])
 
@@ -147,8 +149,9 @@ def _polars_type(field: pa.Field) -> pl.DataType:
     if not isinstance(found, BaseException):
         return found
     if "\ufffd" in str(field.type):  # pyarrow's stand-in for bytes that are not text
-        raise Unreadable(f"column {field.name!r} holds a field name that is not valid "
-                         "text: is the file corrupt?") from found
+        raise Unreadable(
+            f"column {field.name!r} holds a field name that is not valid text: is the file corrupt?"
+        ) from found
     raise Unreadable(
         f"column {field.name!r} is of type {field.type}, which polars (and so DreamBolt) "
         f"cannot take ({type(found).__name__}: {str(found)[:200]})"

@@ -16,8 +16,13 @@ __all__ = ["csv_rows", "joined", "record_blocks"]
 
 
 def record_blocks(
-    pieces: Iterable[bytes], *, quoted: bool, limits: ParseLimits, block_bytes: int,
-    first_records: int, eol: bytes = b"\n",
+    pieces: Iterable[bytes],
+    *,
+    quoted: bool,
+    limits: ParseLimits,
+    block_bytes: int,
+    first_records: int,
+    eol: bytes = b"\n",
 ) -> Iterator[bytes]:
     """Regroup pieces into blocks of about `block_bytes`, each ending on a record boundary.
 

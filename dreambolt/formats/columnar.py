@@ -79,8 +79,12 @@ class _Opened:
 
 
 def arrow_frames(
-    source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLimits,
-    *, seconds: float | None = READ_SECONDS,
+    source: pa.NativeFile,
+    kind: Format,
+    batch_rows: int,
+    limits: ParseLimits,
+    *,
+    seconds: float | None = READ_SECONDS,
 ) -> Iterator[pl.DataFrame]:
     """Yield a Parquet or Arrow IPC file's record batches as frames (at least one, maybe empty).
 
@@ -89,8 +93,9 @@ def arrow_frames(
     pyarrow raises for a corrupt file.
     """
     seconds = _bound(seconds, source.size())
-    opened = _step(seconds, "its footer and schema",
-                   lambda: _open(source, kind, batch_rows, limits))
+    opened = _step(
+        seconds, "its footer and schema", lambda: _open(source, kind, batch_rows, limits)
+    )
     count = rows = 0
     while True:
         frame = _step(seconds, f"record batch {count + 1:,}", lambda: _next_frame(opened))
@@ -147,8 +152,9 @@ def _open(source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLim
     if kind == "parquet":
         reader = _parquet(source)
         schema, rows = reader.schema_arrow, reader.metadata.num_rows
-        batches: Iterator[pa.RecordBatch] = reader.iter_batches(batch_size=batch_rows,
-                                                                use_threads=threads)
+        batches: Iterator[pa.RecordBatch] = reader.iter_batches(
+            batch_size=batch_rows, use_threads=threads
+        )
     elif source.read(6) == b"ARROW1":
         ipc_file = pa_ipc.open_file(source, options=_ipc_options(threads))
         batches = (ipc_file.get_batch(i) for i in range(ipc_file.num_record_batches))
@@ -166,9 +172,7 @@ def _ipc_options(threads: bool) -> pa_ipc.IpcReadOptions:
 
 
 def _parquet(source: pa.NativeFile) -> pq.ParquetFile:
-    return pq.ParquetFile(
-        source, coerce_int96_timestamp_unit="us", page_checksum_verification=True
-    )
+    return pq.ParquetFile(source, coerce_int96_timestamp_unit="us", page_checksum_verification=True)
 
 
 def _next_frame(opened: _Opened) -> pl.DataFrame | None:
@@ -202,8 +206,9 @@ def _check_schema(schema: pa.Schema, limits: ParseLimits, rows: int | None = Non
 
 def _check_rows(found: int, said: int | None) -> None:
     if said is not None and found != said:
-        raise Unreadable(f"it holds {found:,} rows where its footer says {said:,}: is it "
-                         "truncated or corrupt?")
+        raise Unreadable(
+            f"it holds {found:,} rows where its footer says {said:,}: is it truncated or corrupt?"
+        )
 
 
 def _bound(seconds: float | None, size: int) -> float | None:
@@ -222,8 +227,10 @@ def _step(seconds: float | None, what: str, call: Callable[[], T]) -> T:
     try:
         return within(seconds, call)
     except UnicodeDecodeError as exc:
-        raise Unreadable(f"a name in it is not valid text ({exc.reason}; found reading "
-                         f"{what}): is the file corrupt?") from None
+        raise Unreadable(
+            f"a name in it is not valid text ({exc.reason}; found reading "
+            f"{what}): is the file corrupt?"
+        ) from None
     except Overran as exc:
         raise Refused(
             f"reading {what} took more than {exc.seconds:g} s, the time bound for one step of "

@@ -30,7 +30,12 @@ from dreambolt.formats.dialect import (
 from dreambolt.formats.limits import Unreadable
 
 __all__ = [
-    "SNIFF_BYTES", "eol_of", "read_first", "read_polars", "sample_of", "without_blank_lines",
+    "SNIFF_BYTES",
+    "eol_of",
+    "read_first",
+    "read_polars",
+    "sample_of",
+    "without_blank_lines",
 ]
 
 SNIFF_BYTES = 1 << 20  # of a file's start that DuckDB's sniffer reads
@@ -109,12 +114,12 @@ def without_blank_lines(raw: bytes, dialect: Dialect, skip: int = 0) -> bytes:
             quotes += raw.count(quote, scanned, match.start())
             scanned = match.start()
         if quotes % 2 == 0:
-            kept.append(raw[last:match.start() + len(eol)])
+            kept.append(raw[last : match.start() + len(eol)])
             last = match.end()
     kept.append(raw[last:])
     out = b"".join(kept) if last else raw
     lead = re.match(rb"(?:\r?" + re.escape(eol) + rb")+", out)  # a part starting on blank lines
-    return out[lead.end():] if lead else out
+    return out[lead.end() :] if lead else out
 
 
 def _named(frame: pl.DataFrame, raw: bytes, dialect: Dialect) -> pl.DataFrame:

@@ -11,7 +11,13 @@ from typing import Literal
 import zstandard
 
 __all__ = [
-    "HEAD_BYTES", "Compression", "CsvOptions", "FileFormat", "Format", "detect_format", "is_text",
+    "HEAD_BYTES",
+    "Compression",
+    "CsvOptions",
+    "FileFormat",
+    "Format",
+    "detect_format",
+    "is_text",
 ]
 
 Format = Literal["csv", "tsv", "parquet", "ndjson", "json", "ipc"]
@@ -38,7 +44,7 @@ class CsvOptions:
 
     def __post_init__(self) -> None:
         if self.delimiter is not None and (
-            len(self.delimiter.encode()) != 1 or self.delimiter in "\r\n\""
+            len(self.delimiter.encode()) != 1 or self.delimiter in '\r\n"'
         ):
             raise ValueError(
                 f"the CSV delimiter must be one single-byte character other than a quote or a "
@@ -80,12 +86,24 @@ def is_text(fmt: FileFormat) -> bool:
 
 
 _KIND_NAMES: dict[str, Format] = {
-    "csv": "csv", "tsv": "tsv", "tab": "tsv", "parquet": "parquet", "pq": "parquet",
-    "ndjson": "ndjson", "jsonl": "ndjson", "json": "json", "arrow": "ipc", "ipc": "ipc",
+    "csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
+    "parquet": "parquet",
+    "pq": "parquet",
+    "ndjson": "ndjson",
+    "jsonl": "ndjson",
+    "json": "json",
+    "arrow": "ipc",
+    "ipc": "ipc",
     "feather": "ipc",
 }
 _COMPRESSION_NAMES: dict[str, Compression] = {
-    "gz": "gzip", "gzip": "gzip", "zst": "zstd", "zstd": "zstd", "bz2": "bz2",
+    "gz": "gzip",
+    "gzip": "gzip",
+    "zst": "zstd",
+    "zstd": "zstd",
+    "bz2": "bz2",
 }
 # "BZh", block size, then the magic of a first block or of an empty stream's end.
 _BZ2_MAGIC = re.compile(rb"BZh[1-9](?:\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)")
@@ -180,6 +198,7 @@ def _peek(head: bytes, compression: Compression) -> bytes:
     except (zlib.error, zstandard.ZstdError):
         pass
     return head if compression is None else b""
+
 
 def first_char(data: bytes) -> bytes:
     """The first non-blank byte of text (after a UTF-8 BOM), or b"" for blank text."""

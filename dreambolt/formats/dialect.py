@@ -26,7 +26,12 @@ from dreambolt.formats.detect import CsvOptions
 from dreambolt.formats.duckread import on_disk
 
 __all__ = [
-    "Dialect", "default_dialect", "duckdb_names", "header_in_doubt", "plain", "polars_options",
+    "Dialect",
+    "default_dialect",
+    "duckdb_names",
+    "header_in_doubt",
+    "plain",
+    "polars_options",
     "sniff",
 ]
 
@@ -94,8 +99,9 @@ def _width(line: bytes, sep: bytes) -> int:
     if b'"' not in line:
         return line.count(sep) + 1
     try:
-        return len(next(csv.reader([line.decode(errors="replace").rstrip("\r")],
-                                   delimiter=sep.decode())))
+        return len(
+            next(csv.reader([line.decode(errors="replace").rstrip("\r")], delimiter=sep.decode()))
+        )
     except (csv.Error, StopIteration):
         return -1
 
@@ -132,6 +138,7 @@ def header_in_doubt(frame: pl.DataFrame, names: list[str]) -> bool:
 
 # --- sniffing with DuckDB ----------------------------------------------------------------------
 
+
 def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
     """Ask DuckDB's sniffer about the first part of a file (whole records, UTF-8)."""
     given: dict[str, Any] = {}
@@ -141,8 +148,10 @@ def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
         given["header"] = options.header
     if options.skip_rows is not None:
         given["skip"] = options.skip_rows
-    query = ("SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
-             "Columns FROM sniff_csv($path, sample_size := -1{args})")
+    query = (
+        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, HasHeader, "
+        "Columns FROM sniff_csv($path, sample_size := -1{args})"
+    )
     with on_disk(sample, query, given) as relation:
         rows = relation.fetchall()
     row = rows[0] if rows else None
@@ -170,8 +179,10 @@ def sniff(sample: bytes, kind: str, options: CsvOptions) -> Dialect:
 def polars_options(dialect: Dialect, *, first: bool = True) -> dict[str, Any]:
     """`pl.read_csv` keyword arguments for a file's first part (`first`) or a later one."""
     options: dict[str, Any] = {
-        "separator": dialect.separator, "quote_char": dialect.quote,
-        "eol_char": dialect.eol, "comment_prefix": dialect.comment,
+        "separator": dialect.separator,
+        "quote_char": dialect.quote,
+        "eol_char": dialect.eol,
+        "comment_prefix": dialect.comment,
         "null_values": [""],  # a quoted empty value too is NULL, as in DuckDB
     }
     if first:

@@ -34,9 +34,7 @@ def _cursor() -> duckdb.DuckDBPyConnection:
 
 
 @contextlib.contextmanager
-def on_disk(
-    data: bytes, query: str, options: dict[str, Any]
-) -> Iterator[duckdb.DuckDBPyRelation]:
+def on_disk(data: bytes, query: str, options: dict[str, Any]) -> Iterator[duckdb.DuckDBPyRelation]:
     """Run `query` (with ``$path`` and ``{args}``: `options` as named parameters) on `data`,
     written to a temporary file for DuckDB to read."""
     args = "".join(f", {key} := ${key}" for key in options)
@@ -53,8 +51,12 @@ def on_disk(
 def read_csv(data: bytes, dialect: Dialect) -> pl.DataFrame:
     """Read a whole CSV file with DuckDB in the given dialect (one polars cannot read)."""
     options: dict[str, Any] = {
-        "delim": dialect.separator, "quote": dialect.quote or "", "escape": dialect.escape or "",
-        "header": dialect.header, "skip": dialect.skip_rows, "comment": dialect.comment or "",
+        "delim": dialect.separator,
+        "quote": dialect.quote or "",
+        "escape": dialect.escape or "",
+        "header": dialect.header,
+        "skip": dialect.skip_rows,
+        "comment": dialect.comment or "",
     }
     if dialect.eol == "\r":
         options["new_line"] = "\\r"

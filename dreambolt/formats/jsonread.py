@@ -63,11 +63,15 @@ def in_key_order(frame: pl.DataFrame, raw: bytes) -> pl.DataFrame:
     past the first record's keys)."""
     if frame.width < 2:
         return frame
+
     def first(name: str) -> int:
         plain = json.dumps(name, ensure_ascii=False).encode()
         spellings = {plain, json.dumps(name).encode(), plain.replace(b"/", b"\\/")}
-        found = [m.start() for key in spellings
-                 if (m := re.search(re.escape(key) + rb"\s*:", raw)) is not None]
+        found = [
+            m.start()
+            for key in spellings
+            if (m := re.search(re.escape(key) + rb"\s*:", raw)) is not None
+        ]
         return min(found, default=len(raw))
 
     order = sorted(frame.columns, key=first)

@@ -19,7 +19,12 @@ import pyarrow as pa
 from polars.datatypes import DataTypeClass
 
 __all__ = [
-    "ARROW_MAX_NESTING", "DEFAULT_LIMITS", "LineGuard", "ParseLimits", "Refused", "Unreadable",
+    "ARROW_MAX_NESTING",
+    "DEFAULT_LIMITS",
+    "LineGuard",
+    "ParseLimits",
+    "Refused",
+    "Unreadable",
 ]
 
 DType = pl.DataType | DataTypeClass
@@ -241,11 +246,29 @@ def replaced(dtype: DType, old: DType, new: DType) -> DType:
 
 # Types that always convert to Arrow (a probe costs about 0.1 ms a frame, as much as parsing
 # a small file); others (nested, or e.g. Int128) are converted to see.
-_PLAIN = frozenset({
-    pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64,
-    pl.Float32, pl.Float64, pl.Decimal, pl.String, pl.Boolean, pl.Null, pl.Binary, pl.Date,
-    pl.Datetime, pl.Time, pl.Duration,
-})
+_PLAIN = frozenset(
+    {
+        pl.Int8,
+        pl.Int16,
+        pl.Int32,
+        pl.Int64,
+        pl.UInt8,
+        pl.UInt16,
+        pl.UInt32,
+        pl.UInt64,
+        pl.Float32,
+        pl.Float64,
+        pl.Decimal,
+        pl.String,
+        pl.Boolean,
+        pl.Null,
+        pl.Binary,
+        pl.Date,
+        pl.Datetime,
+        pl.Time,
+        pl.Duration,
+    }
+)
 
 
 def check_frame(frame: pl.DataFrame, limits: ParseLimits) -> None:

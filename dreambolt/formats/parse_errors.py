@@ -52,10 +52,15 @@ def _message(name: str, fmt: FileFormat, exc: BaseException, where: str = "") ->
     reason = " ".join(" ".join(paragraphs).split())[:600].rstrip(".") or type(exc).__name__
     if type(exc).__name__ == "PanicException":
         reason = f"the parser failed (a polars panic: {reason})"
-    if is_text(fmt) and ("utf-8" in reason.lower() or "utf8" in reason.lower()) \
-            and "--encoding" not in reason:
-        reason += (" (text is read as UTF-8: give its encoding, e.g. --encoding latin-1, or "
-                   "convert it, e.g. with iconv -f LATIN1 -t UTF-8)")
+    if (
+        is_text(fmt)
+        and ("utf-8" in reason.lower() or "utf8" in reason.lower())
+        and "--encoding" not in reason
+    ):
+        reason += (
+            " (text is read as UTF-8: give its encoding, e.g. --encoding latin-1, or "
+            "convert it, e.g. with iconv -f LATIN1 -t UTF-8)"
+        )
     stop = "" if reason.endswith("?") else "."
     example = "tsv.gz" if str(fmt) == "csv.gz" else "csv.gz"
     return (

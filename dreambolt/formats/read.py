@@ -72,9 +72,20 @@ from dreambolt.formats.transcode import encoding_of, transcoded, transcoded_byte
 from dreambolt.formats.widening import faithful, later_block
 
 __all__ = [
-    "DEFAULT_LIMITS", "HEAD_BYTES", "NO_OPTIONS", "Compression", "CsvOptions", "FileFormat",
-    "Format", "ParseLimits",
-    "decompress_capped", "detect_format", "is_text", "iter_bytes", "iter_file", "read_bytes",
+    "DEFAULT_LIMITS",
+    "HEAD_BYTES",
+    "NO_OPTIONS",
+    "Compression",
+    "CsvOptions",
+    "FileFormat",
+    "Format",
+    "ParseLimits",
+    "decompress_capped",
+    "detect_format",
+    "is_text",
+    "iter_bytes",
+    "iter_file",
+    "read_bytes",
     "read_many",
 ]
 
@@ -122,10 +133,16 @@ def read_many(
     for index, (data, fmt, _) in enumerate(items):
         end = data.find(b"\n")
         header = data[:end]
-        if (fmt.kind in ("csv", "tsv") and fmt.compression is None and end >= 0
-                and fmt.options == NO_OPTIONS and header.strip() and b'"' not in data
-                and len(data) <= limits.max_record_bytes
-                and plain(data, fmt.kind, fmt.options) is not None):
+        if (
+            fmt.kind in ("csv", "tsv")
+            and fmt.compression is None
+            and end >= 0
+            and fmt.options == NO_OPTIONS
+            and header.strip()
+            and b'"' not in data
+            and len(data) <= limits.max_record_bytes
+            and plain(data, fmt.kind, fmt.options) is not None
+        ):
             groups.setdefault((fmt.kind, header.rstrip(b"\r")), []).append(index)
         else:
             results[index] = _read_one(*items[index], limits)
@@ -181,8 +198,13 @@ def _read_joined(
 
 
 def iter_file(
-    path: Path, fmt: FileFormat, *, name: str, batch_rows: int = 250_000,
-    pieces: Iterable[bytes] | None = None, limits: ParseLimits = DEFAULT_LIMITS,
+    path: Path,
+    fmt: FileFormat,
+    *,
+    name: str,
+    batch_rows: int = 250_000,
+    pieces: Iterable[bytes] | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Iterator[pl.DataFrame]:
     """Parse a file on disk as frames of at most `batch_rows` rows.
 
@@ -197,8 +219,9 @@ def iter_file(
     failed: list[BaseException] = []  # what `pieces` raised (a failed download): not our business
     given = None if pieces is None else _watched(pieces, failed)
     with translated(name, fmt, passed=failed):
-        yield from _batched(_file_frames(Path(path), fmt, name, given, limits, batch_rows),
-                            batch_rows)
+        yield from _batched(
+            _file_frames(Path(path), fmt, name, given, limits, batch_rows), batch_rows
+        )
 
 
 def _watched(pieces: Iterable[bytes], failed: list[BaseException]) -> Iterator[bytes]:
@@ -216,7 +239,11 @@ def _watched(pieces: Iterable[bytes], failed: list[BaseException]) -> Iterator[b
 
 
 def iter_bytes(
-    data: bytes, fmt: FileFormat, *, name: str, batch_rows: int = 250_000,
+    data: bytes,
+    fmt: FileFormat,
+    *,
+    name: str,
+    batch_rows: int = 250_000,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Iterator[pl.DataFrame]:
     """Parse an object held in memory as frames, like `iter_file`: text decompressed as a stream
@@ -227,13 +254,14 @@ def iter_bytes(
     with translated(name, fmt):
         raw = _as_bytes(data)
         if is_text(fmt):
-            pieces = (raw[i:i + READ_BYTES] for i in range(0, len(raw), READ_BYTES))
+            pieces = (raw[i : i + READ_BYTES] for i in range(0, len(raw), READ_BYTES))
             yield from _batched(_text(pieces, fmt, name, limits), batch_rows)
             return
         if fmt.compression is not None:
             raw = _unpacked([raw], fmt, limits)
-        yield from _batched(arrow_frames(pa.BufferReader(raw), fmt.kind, batch_rows, limits),
-                            batch_rows)
+        yield from _batched(
+            arrow_frames(pa.BufferReader(raw), fmt.kind, batch_rows, limits), batch_rows
+        )
 
 
 def _batched(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
@@ -246,7 +274,11 @@ def _batched(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.Dat
 
 
 def _file_frames(
-    path: Path, fmt: FileFormat, name: str, given: Iterable[bytes] | None, limits: ParseLimits,
+    path: Path,
+    fmt: FileFormat,
+    name: str,
+    given: Iterable[bytes] | None,
+    limits: ParseLimits,
     batch_rows: int,
 ) -> Iterator[pl.DataFrame]:
     with contextlib.ExitStack() as stack:
@@ -342,8 +374,14 @@ def _text_frames(
     schema: pl.Schema | None = None
     dialect: Dialect | None = None
     offset = rows = 0
-    blocks = record_blocks(pieces, quoted=kind != "ndjson", limits=limits, eol=eol.encode(),
-                           block_bytes=BLOCK_BYTES, first_records=INFER_ROWS)
+    blocks = record_blocks(
+        pieces,
+        quoted=kind != "ndjson",
+        limits=limits,
+        eol=eol.encode(),
+        block_bytes=BLOCK_BYTES,
+        first_records=INFER_ROWS,
+    )
     for block in blocks:
         frame = None
         if first_char(block) and schema is None:

@@ -19,7 +19,10 @@ __all__ = ["faithful", "later_block", "merged"]
 
 
 def later_block(
-    block: bytes, kind: str, schema: pl.Schema, limits: ParseLimits,
+    block: bytes,
+    kind: str,
+    schema: pl.Schema,
+    limits: ParseLimits,
     dialect: Dialect | None = None,
 ) -> pl.DataFrame:
     """Parse a block after the first: with the schema so far, widened or grown where its values
@@ -34,8 +37,13 @@ def later_block(
         try:
             return pl.read_csv(block, schema=schema, raise_if_empty=False, **options)
         except pl.exceptions.ComputeError:  # a value that does not fit: see what the block holds
-            found = pl.read_csv(block, raise_if_empty=False, new_columns=list(schema),
-                                infer_schema_length=None, **options)
+            found = pl.read_csv(
+                block,
+                raise_if_empty=False,
+                new_columns=list(schema),
+                infer_schema_length=None,
+                **options,
+            )
     else:
         if (at := json_too_deep(block, nesting(limits) + 1, lines=True)) is not None:
             raise too_deep(f"the JSON at byte {at:,} of this part", None, limits)
@@ -46,20 +54,27 @@ def later_block(
     for column, dtype in found.schema.items():
         wider = merged(target[column], dtype, json=kind == "ndjson") if column in target else dtype
         if wider is None:
-            raise ValueError(f"column {column!r} holds {dtype} values here, {target[column]} "
-                             "before, and no one type holds both")
+            raise ValueError(
+                f"column {column!r} holds {dtype} values here, {target[column]} "
+                "before, and no one type holds both"
+            )
         target[column] = wider
     if kind == "ndjson" and all(target[c] == found.schema[c] for c in found.columns):
         missing = (pl.lit(None, d).alias(c) for c, d in target.items() if c not in found.schema)
         return found.with_columns(missing).select(list(target))
-    frame = (pl.read_ndjson(block, schema=target) if kind == "ndjson" else
-             pl.read_csv(block, schema=target, raise_if_empty=False, **options))
+    frame = (
+        pl.read_ndjson(block, schema=target)
+        if kind == "ndjson"
+        else pl.read_csv(block, schema=target, raise_if_empty=False, **options)
+    )
     for column, dtype in found.schema.items():  # integers read as Float64 must stay exact
         if target[column] == pl.Float64 and dtype.is_integer():
             exact = frame[column].cast(dtype, strict=False).eq_missing(found[column]).all()
             if not exact:
-                raise ValueError(f"column {column!r} holds integers here that Float64, the "
-                                 "type of its earlier values, cannot hold exactly")
+                raise ValueError(
+                    f"column {column!r} holds integers here that Float64, the "
+                    "type of its earlier values, cannot hold exactly"
+                )
     return frame
 
 

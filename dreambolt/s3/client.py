@@ -145,7 +145,9 @@ class S3Client:
                     await self._remember_secrets()
                 self._clients[region] = await self._stack.enter_async_context(
                     self._session.create_client(
-                        "s3", region_name=region, endpoint_url=self.endpoint_url,
+                        "s3",
+                        region_name=region,
+                        endpoint_url=self.endpoint_url,
                         config=self._config(),
                     )
                 )
@@ -223,11 +225,16 @@ class S3Client:
                 if is_disk_full(exc):
                     raise  # a local write found no room (spool_object says where): not S3's
                 err = translate(exc, str(uri))
-                log.debug("%s %s attempt %d failed after %.3fs: %s", op, uri, attempt,
-                          time.monotonic() - started, redact(repr(exc)))
+                log.debug(
+                    "%s %s attempt %d failed after %.3fs: %s",
+                    op,
+                    uri,
+                    attempt,
+                    time.monotonic() - started,
+                    redact(repr(exc)),
+                )
                 raise err from exc
-            log.debug("%s %s attempt %d ok in %.3fs", op, uri, attempt,
-                      time.monotonic() - started)
+            log.debug("%s %s attempt %d ok in %.3fs", op, uri, attempt, time.monotonic() - started)
             return result
 
         return await self.policy.call(once)
@@ -328,7 +335,10 @@ class S3Client:
         return (await read_object(self, target, progress=progress))[1]
 
     async def download(
-        self, uri: str | S3Uri | ObjectInfo, path: str | os.PathLike[str], *,
+        self,
+        uri: str | S3Uri | ObjectInfo,
+        path: str | os.PathLike[str],
+        *,
         progress: Progress | None = None,
     ) -> ObjectInfo:
         """Write the object to `path` (via a temporary name, renamed when complete)."""

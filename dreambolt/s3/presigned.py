@@ -50,9 +50,7 @@ async def get_small_object(client: Any, params: dict[str, Any]) -> tuple[dict[st
     session = getattr(getattr(client, "_endpoint", None), "http_session", None)
     url = None
     if session is not None and set(params) <= set(_SIGNED):
-        url = await client.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=EXPIRES
-        )
+        url = await client.generate_presigned_url("get_object", Params=params, ExpiresIn=EXPIRES)
         if not _same_endpoint(client, params["Bucket"], url):
             url = None
     if url is None or session is None:
@@ -101,8 +99,11 @@ async def _direct_session(session: Any, url: str) -> Any | None:
     known = _DIRECT.setdefault(session, {})
     if netloc not in known:
         config = getattr(session, "_proxy_config", None)
-        known[netloc] = (config is not None and hasattr(session, "_get_session")
-                         and config.proxy_url_for(url) is None)
+        known[netloc] = (
+            config is not None
+            and hasattr(session, "_get_session")
+            and config.proxy_url_for(url) is None
+        )
     return await session._get_session(None) if known[netloc] else None
 
 
@@ -145,7 +146,14 @@ def _client_error(status: int, headers: dict[str, str], body: bytes) -> ClientEr
     return ClientError(response, "GetObject")
 
 
-_REASONS = {301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request",
-            403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
-            416: "Requested Range Not Satisfiable", 500: "Internal Server Error",
-            503: "Service Unavailable"}
+_REASONS = {
+    301: "Moved Permanently",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    412: "Precondition Failed",
+    416: "Requested Range Not Satisfiable",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}

@@ -37,8 +37,13 @@ T = TypeVar("T")
 
 _RETRYABLE_STATUS = {500, 502, 503, 504}
 _RETRYABLE_CODES = {
-    "RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable",
-    "Timeout", "IncompleteBody", "OperationAborted",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+    "Timeout",
+    "IncompleteBody",
+    "OperationAborted",
 }
 
 
@@ -190,4 +195,3 @@ class RetryPolicy:
             return await attempt()
 
         return await self.retrying()(replayed)
-

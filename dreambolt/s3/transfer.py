@@ -69,8 +69,12 @@ def _integrity(uri: S3Uri, code: str, detail: str) -> S3BaseError:
 
 
 def _mismatch(uri: S3Uri, checksum: Checksum) -> S3BaseError:
-    return _integrity(uri, "ChecksumMismatch", f"the {checksum.algorithm} of the bytes read "
-                      "differs from the object's checksum; run again, and report it if it persists")
+    return _integrity(
+        uri,
+        "ChecksumMismatch",
+        f"the {checksum.algorithm} of the bytes read "
+        "differs from the object's checksum; run again, and report it if it persists",
+    )
 
 
 def _base(uri: S3Uri) -> dict[str, Any]:
@@ -159,7 +163,11 @@ def split(size: int, part: int, lanes: int) -> list[Span]:
 
 
 async def _get_range(
-    s3: S3Client, plan: _Plan, span: Span, sink: Sink, progress: Progress,
+    s3: S3Client,
+    plan: _Plan,
+    span: Span,
+    sink: Sink,
+    progress: Progress,
     done: Callable[[Span], None] | None = None,
 ) -> int:
     """Fetch one range into `sink`, retried alone; returns its CRC (0 when not needed)."""
@@ -180,8 +188,11 @@ async def _get_range(
                     received += len(chunk)
                     progress(len(chunk))
             if received != want:
-                raise _integrity(plan.uri, "IncompleteBody",
-                                 f"range {first}-{last}: got {received} of {want} bytes")
+                raise _integrity(
+                    plan.uri,
+                    "IncompleteBody",
+                    f"range {first}-{last}: got {received} of {want} bytes",
+                )
         except BaseException:
             progress(-received)  # the retry will report these bytes again
             raise
@@ -195,12 +206,16 @@ async def _get_range(
 
 
 async def _fetch_all(
-    s3: S3Client, plan: _Plan, sink: Sink, progress: Progress,
+    s3: S3Client,
+    plan: _Plan,
+    sink: Sink,
+    progress: Progress,
     done: Callable[[Span], None] | None = None,
 ) -> None:
     """Fetch every range concurrently, then check combined CRCs against the object's."""
-    tasks = [asyncio.create_task(_get_range(s3, plan, span, sink, progress, done))
-             for span in plan.spans]
+    tasks = [
+        asyncio.create_task(_get_range(s3, plan, span, sink, progress, done)) for span in plan.spans
+    ]
     try:
         crcs = await asyncio.gather(*tasks)
     except BaseException:
@@ -218,8 +233,11 @@ async def _fetch_all(
 async def _check_stream(plan: _Plan, chunks: Iterable[bytes | memoryview]) -> None:
     """Check a hash (SHA) checksum, which needs every byte in order."""
     checksum = plan.checksum
-    if (checksum is not None and not checksum.is_crc
-            and not await asyncio.to_thread(checksum.matches_stream, chunks)):
+    if (
+        checksum is not None
+        and not checksum.is_crc
+        and not await asyncio.to_thread(checksum.matches_stream, chunks)
+    ):
         raise _mismatch(plan.uri, checksum)
 
 
@@ -294,8 +312,13 @@ async def download_object(
 
 
 async def spool_object(
-    s3: S3Client, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None,
-    on_range: Callable[[Span], None] | None = None, full_hint: str | None = None,
+    s3: S3Client,
+    target: S3Uri | ObjectInfo,
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    on_range: Callable[[Span], None] | None = None,
+    full_hint: str | None = None,
 ) -> ObjectInfo:
     """Download into `path` in place, calling `on_range` as each range lands, so a reader can
     follow the completed prefix; returns only once every check has passed. The caller owns

@@ -54,21 +54,30 @@ def resolve(path: str) -> str:
     if not path.strip() or "\0" in path:
         raise SinkError(
             f"invalid database path {path!r}: name a DuckDB file, e.g. --db dreambolt.duckdb "
-            "(or ':memory:' for a database that is not kept)", code="InvalidPath", fatal=True)
+            "(or ':memory:' for a database that is not kept)",
+            code="InvalidPath",
+            fatal=True,
+        )
     # Absolute, so DuckDB never reads a prefix such as 'md:' or ':memory:x' as anything but a
     # file name; symlinks resolved, so DuckDB's one-instance-per-file cache sees one file.
     file = os.path.realpath(os.path.expanduser(path))
     if os.path.isdir(file):
         raise SinkError(
             f"database path {path!r} is a directory: name a file in it, e.g. "
-            f"--db {os.path.join(path, 'dreambolt.duckdb')}", code="IsADirectory", fatal=True)
+            f"--db {os.path.join(path, 'dreambolt.duckdb')}",
+            code="IsADirectory",
+            fatal=True,
+        )
     folder = os.path.dirname(file)
     if not os.path.isdir(folder):
         why = "is a file, not a folder" if os.path.lexists(folder) else "does not exist"
         raise SinkError(
             f"cannot open DuckDB database {path!r}: the folder {folder!r} {why}; create the "
             "folder first (DreamBolt does not create folders, so that a mistyped path does not "
-            "start a new database) or correct --db", code="NoSuchDirectory", fatal=True)
+            "start a new database) or correct --db",
+            code="NoSuchDirectory",
+            fatal=True,
+        )
     return file
 
 
@@ -95,7 +104,10 @@ def connect(path: str, *, lock_timeout: float) -> tuple[duckdb.DuckDBPyConnectio
                         raise SinkError(
                             f"{path!r} is an empty file (0 bytes), not a DuckDB database; it was "
                             "left untouched. Delete it to create a new database there, or "
-                            "choose another --db", code="NotADatabase", fatal=True) from exc
+                            "choose another --db",
+                            code="NotADatabase",
+                            fatal=True,
+                        ) from exc
                     raise _cannot_open(path, exc, "IOError") from exc
                 held = exc
             except duckdb.Error as exc:
@@ -109,11 +121,14 @@ def connect(path: str, *, lock_timeout: float) -> tuple[duckdb.DuckDBPyConnectio
                 f"cannot open DuckDB database {path!r}: another process holds it ({held}); "
                 f"waited {lock_timeout:g}s. DuckDB lets one process write a database file: "
                 "wait for that process to finish (or stop it), or choose another --db",
-                code="Locked", fatal=True) from held
+                code="Locked",
+                fatal=True,
+            ) from held
         if not waiting:
             waiting = True
-            log.warning("waiting up to %gs for %s: another process holds it (%s)",
-                        lock_timeout, path, held)
+            log.warning(
+                "waiting up to %gs for %s: another process holds it (%s)", lock_timeout, path, held
+            )
         time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
         delay = min(delay * 2, _MAX_DELAY)
 
@@ -127,8 +142,11 @@ def _inspect(file: str, shown: str) -> Kind:
     except OSError as exc:
         raise _cannot_open(shown, exc, "IOError") from exc
     if stat.S_ISDIR(st.st_mode):
-        raise SinkError(f"database path {shown!r} is a directory: name a file in it",
-                        code="IsADirectory", fatal=True)
+        raise SinkError(
+            f"database path {shown!r} is a directory: name a file in it",
+            code="IsADirectory",
+            fatal=True,
+        )
     if not stat.S_ISREG(st.st_mode):
         raise _not_a_database(shown, "it is not a regular file")
     if st.st_size == 0:
@@ -139,7 +157,7 @@ def _inspect(file: str, shown: str) -> Kind:
         head = _read_head(file, st)
     except OSError as exc:
         raise _cannot_open(shown, exc, "IOError") from exc
-    if head is not None and head[_MAGIC_AT:_MAGIC_AT + len(MAGIC)] != MAGIC:
+    if head is not None and head[_MAGIC_AT : _MAGIC_AT + len(MAGIC)] != MAGIC:
         # Its bytes are not quoted: --db may name any file, one holding secrets included.
         raise _not_a_database(shown, "its header is not a DuckDB database header")
     return "database"
@@ -175,8 +193,9 @@ def _own_descriptors(st: os.stat_result) -> list[int]:
             with contextlib.suppress(OSError, ValueError):
                 fd = int(name)
                 other = os.fstat(fd)
-                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino) \
-                        and stat.S_ISREG(other.st_mode):
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino) and stat.S_ISREG(
+                    other.st_mode
+                ):
                     found.append(fd)
         return found
     return []
@@ -200,12 +219,14 @@ def _not_a_database(shown: str, why: str) -> SinkError:
     return SinkError(
         f"{shown!r} is not a DuckDB database ({why}); it was left untouched. Name a new file "
         "or an existing DuckDB database with --db, e.g. --db dreambolt.duckdb (is it one of "
-        "the input files?)", code="NotADatabase", fatal=True)
+        "the input files?)",
+        code="NotADatabase",
+        fatal=True,
+    )
 
 
 def _cannot_open(shown: str, exc: BaseException, code: str) -> SinkError:
     hint = "check that the folder is writable and the disk is not full"
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "check the file's and folder's permissions (and that the disk is not read-only)"
-    return SinkError(f"cannot open DuckDB database {shown!r}: {exc}; {hint}", code=code,
-                     fatal=True)
+    return SinkError(f"cannot open DuckDB database {shown!r}: {exc}; {hint}", code=code, fatal=True)

@@ -70,8 +70,12 @@ class DuckDBSink:
     """Writes frames into DuckDB tables and keeps the load ledger."""
 
     def __init__(
-        self, path: str | Path, *, memory_limit: str | None = "192MB",
-        preserve_order: bool = False, lock_timeout: float = 30.0,
+        self,
+        path: str | Path,
+        *,
+        memory_limit: str | None = "192MB",
+        preserve_order: bool = False,
+        lock_timeout: float = 30.0,
     ) -> None:
         """Open (or create) the database; `memory_limit` caps DuckDB's buffer pool, which
         otherwise keeps every block it wrote cached (DuckDB spills to disk past the cap).
@@ -96,7 +100,8 @@ class DuckDBSink:
             self._memory.apply()
             # SESSION: the instance is shared with every other sink on this file in-process.
             self.con.execute(
-                f"SET SESSION preserve_insertion_order = {str(preserve_order).lower()}")
+                f"SET SESSION preserve_insertion_order = {str(preserve_order).lower()}"
+            )
             # DuckDB draws a progress bar on stdout for statements over 2 s; stdout is the
             # caller's (the CLI's --json report goes there).
             self.con.execute("SET SESSION enable_progress_bar = false")
@@ -105,7 +110,9 @@ class DuckDBSink:
             self.con.close()
             raise io_failure(exc, self.path, self.file) or SinkError(
                 f"cannot open DuckDB database {self.path!r}: {exc}; check that the file is a "
-                "DuckDB database this version can write", code="OpenFailed", fatal=True,
+                "DuckDB database this version can write",
+                code="OpenFailed",
+                fatal=True,
             ) from exc
         self._schemas = Schemas(self.con, self._memory)
         self._claimed: dict[str, int] = {}  # table -> its write count after our last commit
@@ -128,8 +135,15 @@ class DuckDBSink:
     # --- writing -------------------------------------------------------------------------
 
     def write_file(
-        self, table: str, *, uri: str, etag: str | None, size: int,
-        frames: Iterable[pl.DataFrame], run_id: str, rebuild: bool = False,
+        self,
+        table: str,
+        *,
+        uri: str,
+        etag: str | None,
+        size: int,
+        frames: Iterable[pl.DataFrame],
+        run_id: str,
+        rebuild: bool = False,
     ) -> Written:
         """Load one file (replacing an earlier version's rows).
 
@@ -155,20 +169,25 @@ class DuckDBSink:
                 self._drop_table(table)
             active = ledger.active_etags(self.con, table, [uri])
             if etag is not None and uri in active and active[uri] == etag:
-                self._note_unchanged(table, [FileResult(uri, "unchanged", bytes=size, etag=etag)],
-                                     run_id, now)
+                self._note_unchanged(
+                    table, [FileResult(uri, "unchanged", bytes=size, etag=etag)], run_id, now
+                )
                 return Written(0, False, unchanged=True)
             replaced = bool(self._drop_previous(table, list(active)))
             self._stream_into(table, stream, uri, etag, now)
             done = FileResult(uri, "loaded", rows=stream.rows, bytes=size, etag=etag)
-            ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now,
-                       active=True)
+            ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now, active=True)
             return Written(stream.rows, replaced)
 
         return self._write(table, body, what=uri, replayable=lambda: not stream.started)
 
     def write_many(
-        self, table: str, files: Sequence[FileWrite], *, run_id: str, rebuild: bool = False,
+        self,
+        table: str,
+        files: Sequence[FileWrite],
+        *,
+        run_id: str,
+        rebuild: bool = False,
     ) -> list[Written]:
         """Load several small in-memory files in one transaction; one `Written` per file.
 
@@ -186,8 +205,11 @@ class DuckDBSink:
             if rebuild:
                 self._drop_table(table)
             active = ledger.active_etags(self.con, table, [f.uri for f in files])
-            same = {f.uri for f in files
-                    if f.etag is not None and f.uri in active and active[f.uri] == f.etag}
+            same = {
+                f.uri
+                for f in files
+                if f.etag is not None and f.uri in active and active[f.uri] == f.etag
+            }
             todo = [f for f in files if f.uri not in same]
             replaced = self._drop_previous(table, [u for u in active if u not in same])
             groups: dict[Signature, list[FileWrite]] = {}
@@ -201,19 +223,34 @@ class DuckDBSink:
                 finally:
                     with contextlib.suppress(duckdb.Error):
                         self.con.unregister(_FRAME)
-            done = [FileResult(f.uri, "loaded", rows=f.frame.height, bytes=f.size, etag=f.etag)
-                    for f in todo]
+            done = [
+                FileResult(f.uri, "loaded", rows=f.frame.height, bytes=f.size, etag=f.etag)
+                for f in todo
+            ]
             if done:
-                ledger.add(self.con, table, ledger.rows_of(done), run_id=run_id, at=now,
-                           active=True)
-            self._note_unchanged(table, [FileResult(f.uri, "unchanged", bytes=f.size,
-                                                    etag=f.etag)
-                                         for f in files if f.uri in same], run_id, now)
-            return [Written(0, False, unchanged=True) if f.uri in same
-                    else Written(f.frame.height, f.uri in replaced) for f in files]
+                ledger.add(
+                    self.con, table, ledger.rows_of(done), run_id=run_id, at=now, active=True
+                )
+            self._note_unchanged(
+                table,
+                [
+                    FileResult(f.uri, "unchanged", bytes=f.size, etag=f.etag)
+                    for f in files
+                    if f.uri in same
+                ],
+                run_id,
+                now,
+            )
+            return [
+                Written(0, False, unchanged=True)
+                if f.uri in same
+                else Written(f.frame.height, f.uri in replaced)
+                for f in files
+            ]
 
-        named = ", ".join(f.uri for f in files[:3]) + (f" and {len(files) - 3} more"
-                                                       if len(files) > 3 else "")
+        named = ", ".join(f.uri for f in files[:3]) + (
+            f" and {len(files) - 3} more" if len(files) > 3 else ""
+        )
         return self._write(table, body, what=named or "no files", replayable=lambda: True)
 
     def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
@@ -221,8 +258,14 @@ class DuckDBSink:
         if results:
             try:
                 with Transaction(self.con):
-                    ledger.add(self.con, table, ledger.rows_of(results), run_id=run_id,
-                               at=datetime.now(UTC), active=False)
+                    ledger.add(
+                        self.con,
+                        table,
+                        ledger.rows_of(results),
+                        run_id=run_id,
+                        at=datetime.now(UTC),
+                        active=False,
+                    )
             except duckdb.Error as exc:
                 fatal = io_failure(exc, self.path, self.file)
                 if fatal is None:
@@ -231,8 +274,9 @@ class DuckDBSink:
 
     # --- transactions --------------------------------------------------------------------
 
-    def _write(self, table: str, body: Callable[[], T], *, what: str,
-               replayable: Callable[[], bool]) -> T:
+    def _write(
+        self, table: str, body: Callable[[], T], *, what: str, replayable: Callable[[], bool]
+    ) -> T:
         """Run `body` in a write transaction holding the table's claim; retry it while another
         writer holds the claim (up to `lock_timeout`), and while nothing was consumed yet that
         cannot be read again."""
@@ -255,8 +299,10 @@ class DuckDBSink:
             except BaseException as exc:
                 self._forget(table)  # DDL may have been rolled back with the transaction
                 retry = isinstance(exc, _Busy) or (
-                    isinstance(exc, duckdb.TransactionException) and replayable()
-                    and io_failure(exc, self.path, self.file) is None)
+                    isinstance(exc, duckdb.TransactionException)
+                    and replayable()
+                    and io_failure(exc, self.path, self.file) is None
+                )
                 left = deadline - time.monotonic()
                 if not retry or left <= 0:
                     error = self._translate(exc, table, what)
@@ -295,27 +341,37 @@ class DuckDBSink:
                 f"{what}: table {table!r} of {self.path!r} was being written by another "
                 f"connection of this process for over {self.lock_timeout:g}s (another Ingester "
                 "on the same database?); not loaded: run again once it is done",
-                code="Busy")
+                code="Busy",
+            )
         if isinstance(exc, duckdb.InvalidInputException) and CAST_MARK in str(exc):
             return SinkError(str(exc).split(CAST_MARK, 1)[1])
         if isinstance(exc, pa.ArrowException | PanicException):
-            hint = ("polars failed on this file's data (a bug in polars: please report it with "
-                    "the file)" if isinstance(exc, PanicException) else
-                    "a column nested this deep, or of this type, cannot be handed over: flatten "
-                    "or drop it before loading")
-            return SinkError(f"{what}: the rows could not be handed to DuckDB "
-                             f"({type(exc).__name__}: {exc}); not loaded: {hint}")
+            hint = (
+                "polars failed on this file's data (a bug in polars: please report it with "
+                "the file)"
+                if isinstance(exc, PanicException)
+                else "a column nested this deep, or of this type, cannot be handed over: flatten "
+                "or drop it before loading"
+            )
+            return SinkError(
+                f"{what}: the rows could not be handed to DuckDB "
+                f"({type(exc).__name__}: {exc}); not loaded: {hint}"
+            )
         if isinstance(exc, duckdb.TransactionException):
             return SinkError(
                 f"{what}: table {table!r} was changed by another writer at the same time "
-                f"({exc}); not loaded: run again", code="Conflict")
+                f"({exc}); not loaded: run again",
+                code="Conflict",
+            )
         return exc
 
-    def _note_unchanged(self, table: str, results: list[FileResult], run_id: str,
-                        now: datetime) -> None:
+    def _note_unchanged(
+        self, table: str, results: list[FileResult], run_id: str, now: datetime
+    ) -> None:
         if results:
-            ledger.add(self.con, table, ledger.rows_of(results), run_id=run_id, at=now,
-                       active=False)
+            ledger.add(
+                self.con, table, ledger.rows_of(results), run_id=run_id, at=now, active=False
+            )
 
     def _forget(self, table: str) -> None:
         self._schemas.forget(table)
@@ -330,15 +386,19 @@ class DuckDBSink:
         """Delete the rows of these files' live loads (from the ledger); returns them."""
         if previous:
             if self.table_columns(table):
-                self.con.execute(f"DELETE FROM {quote(table)} WHERE _source_uri IN "
-                                 "(SELECT unnest(?::VARCHAR[]))", [list(previous)])
+                self.con.execute(
+                    f"DELETE FROM {quote(table)} WHERE _source_uri IN "
+                    "(SELECT unnest(?::VARCHAR[]))",
+                    [list(previous)],
+                )
             ledger.deactivate(self.con, table, list(previous))
         return set(previous)
 
     # --- inserting -----------------------------------------------------------------------
 
-    def _stream_into(self, table: str, stream: FrameStream, uri: str, etag: str | None,
-                     now: datetime) -> None:
+    def _stream_into(
+        self, table: str, stream: FrameStream, uri: str, etag: str | None, now: datetime
+    ) -> None:
         """Insert the stream's frames, one INSERT per run of frames of one schema."""
         for head in stream.segments():
             self.con.register(_HEAD, stream.head_arrow)

@@ -51,8 +51,9 @@ class DuckDBEmbeddingCache:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         try:
-            rows = con.execute("SELECT path FROM duckdb_databases() "
-                               "WHERE database_name = current_database()").fetchall()
+            rows = con.execute(
+                "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+            ).fetchall()
             self._db = str(rows[0][0]) if rows and rows[0][0] else ":memory:"
             ledger.ensure_table(con, EMBEDDINGS_TABLE, _DDL)
         except duckdb.Error as exc:
@@ -60,8 +61,7 @@ class DuckDBEmbeddingCache:
 
     def _error(self, what: str, exc: duckdb.Error) -> SinkError:
         """A full disk or failing database file is fatal; anything else is this call's."""
-        return io_failure(exc, getattr(self, "_db", "the database")) or SinkError(
-            f"{what}: {exc}")
+        return io_failure(exc, getattr(self, "_db", "the database")) or SinkError(f"{what}: {exc}")
 
     def get(self, model: str, hashes: Sequence[str]) -> dict[str, Vectors]:
         """The vectors stored under `model` for those of `hashes` that are known."""

@@ -22,10 +22,21 @@ __all__ = ["NO_ROOM", "io_failure", "is_lock_error"]
 _LOCKED = re.compile(r"\b(?:set lock|conflicting lock)\b", re.IGNORECASE)
 
 # A full disk, a quota, a file size limit: every later write fails alike; free space or move.
-NO_ROOM = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG)
-                    if e is not None)
-_IO = frozenset(e for e in (errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENXIO,
-                            getattr(errno, "ESTALE", None)) if e is not None)
+NO_ROOM = frozenset(
+    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None
+)
+_IO = frozenset(
+    e
+    for e in (
+        errno.EIO,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENXIO,
+        getattr(errno, "ESTALE", None),
+    )
+    if e is not None
+)
 
 
 def is_lock_error(exc: duckdb.IOException) -> bool:
@@ -54,15 +65,16 @@ def io_failure(exc: BaseException, db: str, file: str | None = None) -> SinkErro
         number = exc.errno
         if number is not None and number in NO_ROOM:
             return _no_room(db, exc, number)
-        if number in _IO and exc.filename is not None \
-                and str(exc.filename).startswith(file or db):
+        if number in _IO and exc.filename is not None and str(exc.filename).startswith(file or db):
             return _io_error(db, exc)
         return None
     if isinstance(exc, duckdb.FatalException):
         return SinkError(
             f"DuckDB stopped using the database {db!r} after a fatal error: {exc}; the "
             "files loaded before it are kept. Check the disk, then run again",
-            code="ENOSPC" if _errno_in(str(exc), NO_ROOM) else "IOError", fatal=True)
+            code="ENOSPC" if _errno_in(str(exc), NO_ROOM) else "IOError",
+            fatal=True,
+        )
     if isinstance(exc, duckdb.IOException | duckdb.TransactionException):
         text = str(exc)
         number = _errno_in(text, NO_ROOM)
@@ -76,19 +88,26 @@ def io_failure(exc: BaseException, db: str, file: str | None = None) -> SinkErro
 def _no_room(db: str, exc: BaseException, number: int) -> SinkError:
     what, fix = "the disk is full", "Free space on that disk or choose another --db"
     if number == errno.EFBIG:
-        what, fix = "the file size limit was reached", "Raise the limit (ulimit -f) or choose " \
-            "another --db on a disk with room"
+        what, fix = (
+            "the file size limit was reached",
+            "Raise the limit (ulimit -f) or choose another --db on a disk with room",
+        )
     elif number == getattr(errno, "EDQUOT", None):
         what = "the disk quota is used up"
     return SinkError(
         f"cannot write the DuckDB database {db!r}: {what} ({errno.errorcode.get(number, number)}:"
         f" {exc}); the file being written was rolled back and the files loaded before it are "
         f"kept. {fix}, then run again (loaded files are not loaded again)",
-        code="ENOSPC", fatal=True)
+        code="ENOSPC",
+        fatal=True,
+    )
 
 
 def _io_error(db: str, exc: BaseException) -> SinkError:
     return SinkError(
         f"cannot write the DuckDB database {db!r}: {exc}; the file being written was rolled "
         "back. Check the disk and the file's permissions, or choose another --db, then run "
-        "again", code="IOError", fatal=True)
+        "again",
+        code="IOError",
+        fatal=True,
+    )

@@ -15,8 +15,15 @@ import pyarrow as pa
 
 from dreambolt.errors import SinkError
 
-__all__ = ["LINEAGE", "FileWrite", "FrameStream", "Signature", "check_lineage", "signature",
-           "with_lineage"]
+__all__ = [
+    "LINEAGE",
+    "FileWrite",
+    "FrameStream",
+    "Signature",
+    "check_lineage",
+    "signature",
+    "with_lineage",
+]
 
 LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
 Signature = tuple[tuple[str, str], ...]  # a frame's (column, dtype) pairs
@@ -72,10 +79,12 @@ class FrameStream:
         assert self._head is not None and self.head_arrow is not None
         schema = self.head_arrow.schema
         return pa.RecordBatchReader.from_batches(
-            schema, self._batches(self._head, self.head_arrow, schema))
+            schema, self._batches(self._head, self.head_arrow, schema)
+        )
 
-    def _batches(self, head: pl.DataFrame, first: pa.Table,
-                 schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    def _batches(
+        self, head: pl.DataFrame, first: pa.Table, schema: pa.Schema
+    ) -> Iterator[pa.RecordBatch]:
         shape = signature(head)
         try:
             self.rows += head.height
@@ -109,8 +118,11 @@ def with_lineage(files: Sequence[FileWrite]) -> pl.DataFrame:
     data = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
     filled = [f for f in files if f.frame.height]  # explode() makes a null row of an empty list
     lineage = pl.DataFrame(
-        {"_source_uri": [f.uri for f in filled], "_source_etag": [f.etag for f in filled],
-         "rows": [f.frame.height for f in filled]},
+        {
+            "_source_uri": [f.uri for f in filled],
+            "_source_etag": [f.etag for f in filled],
+            "rows": [f.frame.height for f in filled],
+        },
         schema={"_source_uri": pl.String, "_source_etag": pl.String, "rows": pl.UInt32},
     ).select(pl.exclude("rows").repeat_by("rows").explode())
     return pl.concat([data, lineage], how="horizontal")
@@ -120,8 +132,10 @@ def check_lineage(frame: pl.DataFrame, uri: str) -> None:
     """Refuse a frame that has a column of its own named like a lineage column."""
     clash = [c for c in LINEAGE if c in frame.columns]
     if clash:
-        raise SinkError(f"{uri}: the file has column(s) {clash} that DreamBolt reserves for "
-                        "lineage; rename them before ingesting")
+        raise SinkError(
+            f"{uri}: the file has column(s) {clash} that DreamBolt reserves for "
+            "lineage; rename them before ingesting"
+        )
 
 
 def signature(frame: pl.DataFrame) -> Signature:

@@ -26,8 +26,18 @@ import polars as pl
 from dreambolt.report import FileResult
 
 __all__ = [
-    "CLAIMS", "LEDGER", "active_among", "active_etags", "active_loads", "add", "claim", "create",
-    "deactivate", "ensure_claim", "ensure_table", "rows_of",
+    "CLAIMS",
+    "LEDGER",
+    "active_among",
+    "active_etags",
+    "active_loads",
+    "add",
+    "claim",
+    "create",
+    "deactivate",
+    "ensure_claim",
+    "ensure_table",
+    "rows_of",
 ]
 
 LEDGER = "_dreambolt_loads"
@@ -57,9 +67,16 @@ CREATE TABLE IF NOT EXISTS {CLAIMS} (
     n           BIGINT NOT NULL    -- write transactions of the table committed so far
 )
 """
-_SCHEMA = {"uri": pl.String, "etag": pl.String, "size": pl.Int64, "rows": pl.Int64,
-           "status": pl.String, "error_type": pl.String, "error_code": pl.String,
-           "error": pl.String}
+_SCHEMA = {
+    "uri": pl.String,
+    "etag": pl.String,
+    "size": pl.Int64,
+    "rows": pl.Int64,
+    "status": pl.String,
+    "error_type": pl.String,
+    "error_code": pl.String,
+    "error": pl.String,
+}
 
 
 def create(con: Any) -> None:
@@ -79,9 +96,14 @@ def ensure_table(con: Any, name: str, ddl: str) -> None:
 
 def ensure_claim(con: Any, table: str) -> None:
     """Make sure `table` has its claim row (outside a transaction)."""
-    _racing(con, f"INSERT INTO {CLAIMS} VALUES (?, 0) ON CONFLICT DO NOTHING", [table],
-            lambda: bool(con.execute(f"SELECT 1 FROM {CLAIMS} WHERE table_name = ?",
-                                     [table]).fetchall()))
+    _racing(
+        con,
+        f"INSERT INTO {CLAIMS} VALUES (?, 0) ON CONFLICT DO NOTHING",
+        [table],
+        lambda: bool(
+            con.execute(f"SELECT 1 FROM {CLAIMS} WHERE table_name = ?", [table]).fetchall()
+        ),
+    )
 
 
 def claim(con: Any, table: str) -> int | None:
@@ -91,14 +113,18 @@ def claim(con: Any, table: str) -> int | None:
     the claim row is missing). Raises duckdb.TransactionException while another open
     transaction holds the claim, or when one committed since this transaction began.
     """
-    rows = con.execute(f"UPDATE {CLAIMS} SET n = n + 1 WHERE table_name = ? RETURNING n",
-                       [table]).fetchall()
+    rows = con.execute(
+        f"UPDATE {CLAIMS} SET n = n + 1 WHERE table_name = ? RETURNING n", [table]
+    ).fetchall()
     return int(rows[0][0]) - 1 if rows else None
 
 
 def _exists(con: Any, name: str) -> bool:
-    return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'main' AND "
-                            "table_name = ?", [name]).fetchall())
+    return bool(
+        con.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [name]
+        ).fetchall()
+    )
 
 
 def _racing(con: Any, sql: str, params: list[object], done: Callable[[], bool]) -> None:
@@ -117,18 +143,24 @@ def _racing(con: Any, sql: str, params: list[object], done: Callable[[], bool]) 
 
 def rows_of(results: Sequence[FileResult]) -> pl.DataFrame:
     """Ledger rows (without table, run and time) for these results."""
-    return pl.DataFrame({
-        "uri": [r.uri for r in results], "etag": [r.etag for r in results],
-        "size": [r.bytes for r in results], "rows": [r.rows for r in results],
-        "status": [r.status for r in results],
-        "error_type": [r.error.type if r.error else None for r in results],
-        "error_code": [r.error.code if r.error else None for r in results],
-        "error": [r.error.message if r.error else None for r in results],
-    }, schema=_SCHEMA)
+    return pl.DataFrame(
+        {
+            "uri": [r.uri for r in results],
+            "etag": [r.etag for r in results],
+            "size": [r.bytes for r in results],
+            "rows": [r.rows for r in results],
+            "status": [r.status for r in results],
+            "error_type": [r.error.type if r.error else None for r in results],
+            "error_code": [r.error.code if r.error else None for r in results],
+            "error": [r.error.message if r.error else None for r in results],
+        },
+        schema=_SCHEMA,
+    )
 
 
-def add(con: Any, table: str, rows: pl.DataFrame, *, run_id: str, at: datetime,
-        active: bool) -> None:
+def add(
+    con: Any, table: str, rows: pl.DataFrame, *, run_id: str, at: datetime, active: bool
+) -> None:
     """Append ledger rows in one statement."""
     con.register(_STAGED, rows.to_arrow())
     try:
@@ -152,19 +184,27 @@ def active_loads(con: Any, table: str) -> dict[str, str | None]:
 
 def active_etags(con: Any, table: str, uris: Sequence[str]) -> dict[str, str | None]:
     """uri -> etag of those of `uris` with a live load in `table`."""
-    return {uri: etag for uri, etag in con.execute(
-        f"SELECT uri, etag FROM {LEDGER} WHERE table_name = ? AND active "
-        "AND uri IN (SELECT unnest(?::VARCHAR[]))", [table, list(uris)],
-    ).fetchall()}
+    return {
+        uri: etag
+        for uri, etag in con.execute(
+            f"SELECT uri, etag FROM {LEDGER} WHERE table_name = ? AND active "
+            "AND uri IN (SELECT unnest(?::VARCHAR[]))",
+            [table, list(uris)],
+        ).fetchall()
+    }
 
 
 def active_among(con: Any, table: str, uris: Sequence[str]) -> set[str]:
     """Which of `uris` have a live load in `table`."""
     # fetchall, never fetchone: DuckDB 2 keeps a half-read result open on the connection
-    return {uri for (uri,) in con.execute(
-        f"SELECT DISTINCT uri FROM {LEDGER} WHERE table_name = ? AND active "
-        "AND uri IN (SELECT unnest(?::VARCHAR[]))", [table, list(uris)],
-    ).fetchall()}
+    return {
+        uri
+        for (uri,) in con.execute(
+            f"SELECT DISTINCT uri FROM {LEDGER} WHERE table_name = ? AND active "
+            "AND uri IN (SELECT unnest(?::VARCHAR[]))",
+            [table, list(uris)],
+        ).fetchall()
+    }
 
 
 def deactivate(con: Any, table: str, uris: Sequence[str] | None = None) -> None:
@@ -172,5 +212,8 @@ def deactivate(con: Any, table: str, uris: Sequence[str] | None = None) -> None:
     if uris is None:
         con.execute(f"UPDATE {LEDGER} SET active = false WHERE table_name = ?", [table])
     else:
-        con.execute(f"UPDATE {LEDGER} SET active = false WHERE table_name = ? AND active "
-                    "AND uri IN (SELECT unnest(?::VARCHAR[]))", [table, list(uris)])
+        con.execute(
+            f"UPDATE {LEDGER} SET active = false WHERE table_name = ? AND active "
+            "AND uri IN (SELECT unnest(?::VARCHAR[]))",
+            [table, list(uris)],
+        )

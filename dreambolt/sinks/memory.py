@@ -36,8 +36,11 @@ def parse_size(text: str) -> int:
     """Bytes in a DuckDB size such as '192MB' (1000-based) or '1GiB' (1024-based)."""
     match = _SIZE.match(text.strip())
     if not match:
-        raise SinkError(f"invalid DuckDB memory limit {text!r}; write e.g. '256MB'",
-                        code="InvalidSetting", fatal=True)
+        raise SinkError(
+            f"invalid DuckDB memory limit {text!r}; write e.g. '256MB'",
+            code="InvalidSetting",
+            fatal=True,
+        )
     number, unit, binary = match.groups()
     return int(float(number) * (1024 if binary else 1000) ** _POWERS[unit.upper()])
 

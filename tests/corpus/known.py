@@ -13,13 +13,16 @@ from fnmatch import fnmatchcase
 KNOWN: dict[str, str] = {
     # README, "Reading files other tools wrote": an empty file or an empty JSON array has no
     # columns and no rows (nothing to load); DuckDB invents a VARCHAR column named `json`.
-    "moto:moto/rds/resources/option_group_options/postgres.json.gz":
-        "an empty JSON array ([]) has no columns; DuckDB invents a column `json`",
-    "pyarrow:pyarrow/tests/data/orc/TestOrcFile.emptyFile.jsn.gz":
-        "an empty file has no columns; DuckDB invents a column `json`",
-    "written:pandas/split/*.json":
+    "moto:moto/rds/resources/option_group_options/postgres.json.gz": (
+        "an empty JSON array ([]) has no columns; DuckDB invents a column `json`"
+    ),
+    "pyarrow:pyarrow/tests/data/orc/TestOrcFile.emptyFile.jsn.gz": (
+        "an empty file has no columns; DuckDB invents a column `json`"
+    ),
+    "written:pandas/split/*.json": (
         "a list mixing strings and numbers is read by polars as a list of text values; DuckDB "
-        "keeps each element as JSON text (README, JSON)",
+        "keeps each element as JSON text (README, JSON)"
+    ),
 }
 
 

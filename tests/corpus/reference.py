@@ -35,7 +35,10 @@ from .collect import CorpusFile
 
 # CsvOptions field -> DuckDB read_csv parameter.
 DUCKDB_OPTIONS: dict[str, str] = {
-    "delimiter": "delim", "header": "header", "skip_rows": "skip", "encoding": "encoding",
+    "delimiter": "delim",
+    "header": "header",
+    "skip_rows": "skip",
+    "encoding": "encoding",
 }
 
 
@@ -63,8 +66,7 @@ def read_reference(file: CorpusFile) -> Reference:
                 path = Path(tmp) / file.path.name.removesuffix(".bz2")
                 with bz2.open(file.path, "rb") as src, open(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            options = {DUCKDB_OPTIONS[k]: v
-                       for k, v in file.options + file.reference_options}
+            options = {DUCKDB_OPTIONS[k]: v for k, v in file.options + file.reference_options}
             return _read_duckdb(file.kind, path, options)
     except ReferenceRefused:
         raise
@@ -83,20 +85,25 @@ def _read_duckdb(kind: str, path: Path, options: dict[str, Any]) -> Reference:
         named = "".join(f", {name} = ${name}" for name in options)
         params = {"path": str(path), **options}
         with _connect() as con:
-            table = con.sql(f"SELECT * FROM read_csv($path, sample_size = -1{named})",
-                            params=params).to_arrow_table()
-            row = con.execute('SELECT "DateFormat", "TimestampFormat" '
-                              f"FROM sniff_csv($path, sample_size = -1{named})",
-                              params).fetchone()
+            table = con.sql(
+                f"SELECT * FROM read_csv($path, sample_size = -1{named})", params=params
+            ).to_arrow_table()
+            row = con.execute(
+                'SELECT "DateFormat", "TimestampFormat" '
+                f"FROM sniff_csv($path, sample_size = -1{named})",
+                params,
+            ).fetchone()
         date_format, timestamp_format = row if row is not None else (None, None)
         return Reference(table, date_format, timestamp_format)
     if options:
         raise ValueError(f"reader options {options} for a {kind} file")
     if kind in ("ndjson", "json"):
         layout = "format = 'newline_delimited', " if kind == "ndjson" else ""
-        query = (f"SELECT * FROM read_json(?, {layout}sample_size = -1, "
-                 "maximum_object_size = 268435456, map_inference_threshold = -1, "
-                 "field_appearance_threshold = 0)")
+        query = (
+            f"SELECT * FROM read_json(?, {layout}sample_size = -1, "
+            "maximum_object_size = 268435456, map_inference_threshold = -1, "
+            "field_appearance_threshold = 0)"
+        )
     else:
         raise ValueError(f"no DuckDB reference reader for {kind}")
     with _connect() as con:

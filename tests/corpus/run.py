@@ -38,8 +38,17 @@ from typing import Any
 from .collect import CorpusFile
 from .known import known_reason
 
-OUTCOMES = ("same", "same-values-other-type", "differs", "refused", "refused-unnamed",
-            "reference-refused", "crash", "hang", "harness-error")
+OUTCOMES = (
+    "same",
+    "same-values-other-type",
+    "differs",
+    "refused",
+    "refused-unnamed",
+    "reference-refused",
+    "crash",
+    "hang",
+    "harness-error",
+)
 # Outcomes that fail the run unless KNOWN gives a reason (refused-unnamed and harness-error:
 # always).
 FAILING = frozenset({"differs", "crash", "hang"})
@@ -91,8 +100,7 @@ async def _load_ours(path: Path, db: Path, options: dict[str, Any]) -> Any:
         return await ing.load(str(path))
 
 
-def evaluate(file: CorpusFile, phase: Callable[[str], None] = lambda _: None
-             ) -> tuple[str, str]:
+def evaluate(file: CorpusFile, phase: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
     """(outcome, detail) of one file; runs in a worker process."""
     from dreambolt.errors import DreamBoltError
 
@@ -109,8 +117,9 @@ def evaluate(file: CorpusFile, phase: Callable[[str], None] = lambda _: None
     try:
         with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
             # load() writes nothing; the database path is never opened.
-            frame = asyncio.run(_load_ours(file.path, Path(tmp) / "unused.duckdb",
-                                           dict(file.options)))
+            frame = asyncio.run(
+                _load_ours(file.path, Path(tmp) / "unused.duckdb", dict(file.options))
+            )
     except DreamBoltError as exc:
         message = f"{type(exc).__name__}: {exc}"
         if "Traceback (most recent call last)" in message:
@@ -119,17 +128,23 @@ def evaluate(file: CorpusFile, phase: Callable[[str], None] = lambda _: None
             return "refused-unnamed", message
         if ref is None:
             return "reference-refused", f"both refuse; ours: {message} | reference: {ref_error}"
-        return "refused", (f"{message} | reference reads "
-                           f"{_shape(ref.table.num_rows, ref.table.num_columns)}")
+        return "refused", (
+            f"{message} | reference reads {_shape(ref.table.num_rows, ref.table.num_columns)}"
+        )
     except Exception as exc:
         return "crash", f"{type(exc).__name__}: {exc}{_where(exc)}"
     if ref is None:
-        return "reference-refused", (f"ours loads {_shape(frame.height, frame.width)} | "
-                                     f"reference: {ref_error}")
+        return "reference-refused", (
+            f"ours loads {_shape(frame.height, frame.width)} | reference: {ref_error}"
+        )
     phase("comparing")
     try:
-        result = compare(ref.table, frame.to_arrow(), date_format=ref.date_format,
-                         timestamp_format=ref.timestamp_format)
+        result = compare(
+            ref.table,
+            frame.to_arrow(),
+            date_format=ref.date_format,
+            timestamp_format=ref.timestamp_format,
+        )
     except Exception as exc:
         return "harness-error", f"{type(exc).__name__}: {exc}{_where(exc)}"
     return result.outcome, result.detail
@@ -179,8 +194,13 @@ class _Worker:
         self.conn.close()
 
 
-def run(files: Iterable[CorpusFile], *, jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
-        on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run(
+    files: Iterable[CorpusFile],
+    *,
+    jobs: int = 2,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
     """Evaluate every file in `jobs` worker processes; results in the order they finish."""
     ctx = multiprocessing.get_context("spawn")
     pending = deque(files)
@@ -212,11 +232,16 @@ def run(files: Iterable[CorpusFile], *, jobs: int = 2, timeout: float = DEFAULT_
                 except (EOFError, OSError):
                     worker.proc.join(5)
                     if worker.file is None:
-                        raise RuntimeError(f"corpus worker died on start-up "
-                                           f"(exit code {worker.proc.exitcode})") from None
-                    finish(worker, "crash", f"worker process died (exit code "
-                           f"{worker.proc.exitcode}) while {worker.phase}",
-                           time.monotonic() - worker.started)
+                        raise RuntimeError(
+                            f"corpus worker died on start-up (exit code {worker.proc.exitcode})"
+                        ) from None
+                    finish(
+                        worker,
+                        "crash",
+                        f"worker process died (exit code "
+                        f"{worker.proc.exitcode}) while {worker.phase}",
+                        time.monotonic() - worker.started,
+                    )
                     workers[workers.index(worker)] = _Worker(ctx)
                     worker.stop()
                     continue
@@ -230,8 +255,12 @@ def run(files: Iterable[CorpusFile], *, jobs: int = 2, timeout: float = DEFAULT_
             for i, worker in enumerate(workers):
                 if worker.file is not None and now - worker.phase_started > timeout:
                     worker.proc.kill()
-                    finish(worker, "hang", f"still {worker.phase} after {timeout:.0f} s",
-                           now - worker.started)
+                    finish(
+                        worker,
+                        "hang",
+                        f"still {worker.phase} after {timeout:.0f} s",
+                        now - worker.started,
+                    )
                     worker.stop()
                     workers[i] = _Worker(ctx)
     finally:
