@@ -18,6 +18,7 @@ from dreambolt.formats.detect import CsvOptions
 from dreambolt.ingest import Ingester
 from dreambolt.report import ErrorInfo, FileResult, IngestReport
 from dreambolt.s3.client import ObjectInfo, S3Client
+from dreambolt.s3.options import S3Options
 from dreambolt.s3.uri import S3Uri, parse_s3_uri
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "S3IntegrityError",
     "S3NotFoundError",
     "S3ObjectChangedError",
+    "S3Options",
     "S3RateLimitError",
     "S3Uri",
     "SinkError",

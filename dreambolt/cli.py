@@ -23,9 +23,11 @@ from rich.console import Console
 from dreambolt.batching import StageError
 from dreambolt.errors import DreamBoltError, InvalidS3UriError, SinkError
 from dreambolt.formats.detect import CsvOptions
-from dreambolt.ingest import Ingester
+from dreambolt.ingest import INGEST_CONCURRENCY, Ingester
 from dreambolt.progress import RichListener, human_bytes, print_plan, print_summary
 from dreambolt.report import IngestReport
+from dreambolt.s3.client import S3Client
+from dreambolt.s3.options import S3Options
 from dreambolt.sinks.duckdb import validate_table_name
 from dreambolt.sources import expand
 
@@ -181,16 +183,16 @@ def _csv_options(params: dict[str, Any]) -> CsvOptions:
     )
 
 
-def _client_options(params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "endpoint_url": params["endpoint_url"],
-        "region": params["region"],
-        "profile": params["profile"],
-        "concurrency": params["concurrency"],
-        "part_size": params["part_size"],
-        "max_retries": params["max_retries"],
-        "backoff_factor": params["backoff"],
-    }
+def _client_options(params: dict[str, Any]) -> S3Options:
+    return S3Options(
+        endpoint_url=params["endpoint_url"],
+        region=params["region"],
+        profile=params["profile"],
+        concurrency=params["concurrency"],
+        part_size=params["part_size"],
+        max_retries=params["max_retries"],
+        backoff_factor=params["backoff"],
+    )
 
 
 def _read_inputs(uris: Sequence[str], from_file: click.File | None) -> list[str]:
@@ -334,7 +336,7 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
             on_error=params["on_error"],
             format=params["format_"],
             listener=listener,
-            s3_options=_client_options(params),
+            s3=_client_options(params),
             embed=params["embed"],
             embed_column=params["embed_column"],
             embed_base_url=params["embed_base_url"],
@@ -405,11 +407,15 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
 def ls_command(uris: tuple[str, ...], **params: Any) -> None:
     """List the objects URI… expand to: time, size, etag, URI (globs allowed)."""
     err, out = _consoles()
-    ingester = Ingester(":memory:", s3_options=_client_options(params))
+    options = _client_options(params)
 
     async def go() -> int:
-        async with ingester:
-            sources, failures = await expand(list(uris), ingester._s3)
+        async with S3Client.from_options(options, INGEST_CONCURRENCY) as s3:
+
+            async def client() -> S3Client:
+                return s3
+
+            sources, failures = await expand(list(uris), client)
         for src in sources:
             when = src.info.last_modified if src.info else None
             stamp = when.strftime("%Y-%m-%d %H:%M:%S") if when else " " * 19

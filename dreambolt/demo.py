@@ -29,6 +29,7 @@ from rich.console import Console
 from dreambolt.errors import DreamBoltError
 from dreambolt.ingest import Ingester
 from dreambolt.progress import RichListener, print_summary
+from dreambolt.s3.options import S3Options
 
 __all__ = ["moto_server", "run_demo", "sample_objects"]
 
@@ -158,7 +159,7 @@ async def run_demo(db: str, err: Console, out: Console) -> int:
             err.print(f"\n[bold]dreambolt ingest {uri} --table events --db {db}[/]  ({attempt})")
             listener = RichListener(err)
             async with Ingester(
-                db, listener=listener, s3_options={"endpoint_url": endpoint}
+                db, listener=listener, s3=S3Options(endpoint_url=endpoint)
             ) as ingester:
                 with listener:
                     report = await ingester.ingest([uri], table="events")

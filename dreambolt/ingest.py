@@ -30,6 +30,7 @@ from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, Parse
 from dreambolt.load import load_frames
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from dreambolt.s3.client import S3Client
+from dreambolt.s3.options import S3Options
 from dreambolt.sinks.duckdb import DuckDBSink, validate_table_name
 from dreambolt.sinks.embeddings import DuckDBEmbeddingCache
 from dreambolt.sources import Source, default_table_name, expand
@@ -72,7 +73,7 @@ class Ingester:
         *,
         format: str | None = None,
         listener: Listener | None = None,
-        s3_options: dict[str, Any] | None = None,
+        s3: S3Options | None = None,
         files_in_flight: int = 128,
         memory_budget: int = 1 << 30,
         spool_threshold: int = 64 << 20,
@@ -88,6 +89,7 @@ class Ingester:
         and ValueError for an unknown model name or an invalid limit: before anything is
         downloaded. A file with a line (record) longer than `max_line_bytes` or more than
         `max_columns` columns fails alone, with a message saying which limit it passed.
+        `s3` sets how the Ingester's own S3 client reaches S3 (ignored when `client` is given).
         `csv` overrides what is detected of CSV/TSV files (delimiter, header, lines to skip)
         and gives the encoding of text files."""
         if on_error not in ("skip", "abort"):
@@ -112,7 +114,7 @@ class Ingester:
         self.last_report: IngestReport | None = None
         self._client = client
         self._own_client = False
-        self._s3_options = s3_options or {}
+        self.s3_options = s3 or S3Options()
         self._client_lock = asyncio.Lock()
         self._sink: DuckDBSink | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dreambolt-db")
@@ -147,7 +149,7 @@ class Ingester:
                 # Ingesting is mostly latency-bound (many objects, ~20 ms to first byte each,
                 # ~60-90 MB/s per connection), so its own client keeps more requests in flight
                 # than S3Client's general default.
-                client = S3Client(**{"concurrency": INGEST_CONCURRENCY, **self._s3_options})
+                client = S3Client.from_options(self.s3_options, INGEST_CONCURRENCY)
                 await client.__aenter__()
                 self._client, self._own_client = client, True
         return self._client

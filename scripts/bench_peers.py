@@ -90,10 +90,10 @@ def _concat(frames: list[Any]) -> Any:
 
 def dreambolt(ctx: Ctx) -> Any:
     """As shipped: default concurrency, part size, memory budget and spool threshold."""
-    from dreambolt import Ingester
+    from dreambolt import Ingester, S3Options
 
     async def go() -> Any:
-        async with Ingester(db=ctx.db, s3_options={"endpoint_url": ctx.endpoint}) as ing:
+        async with Ingester(db=ctx.db, s3=S3Options(endpoint_url=ctx.endpoint)) as ing:
             if ctx.scenario == "s1":
                 return await ing.load(ctx.uri)
             report = await ing.ingest([ctx.uri], table="t")

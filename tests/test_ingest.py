@@ -29,14 +29,15 @@ from polars.testing import assert_frame_equal
 from dreambolt.errors import SinkError
 from dreambolt.ingest import Ingester
 from dreambolt.report import FileResult, IngestReport
+from dreambolt.s3.options import S3Options
 from dreambolt.sinks.duckdb import LEDGER
 from dreambolt.sources import default_table_name
 
 FAST = {"backoff_factor": 0.01, "max_backoff": 0.05}
 
 
-def s3_options(endpoint: str, **extra: Any) -> dict[str, Any]:
-    return {"endpoint_url": endpoint, **FAST, **extra}
+def s3_options(endpoint: str, **extra: Any) -> S3Options:
+    return S3Options(endpoint_url=endpoint, **{**FAST, **extra})
 
 
 def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -167,7 +168,7 @@ async def test_mixed_prefix_reruns_and_overwrite(
     good = [key for key in objects if uri[key] not in bad]
 
     async def run() -> IngestReport:
-        async with Ingester(db=db, s3_options=s3_options(proxy.endpoint_url)) as ing:
+        async with Ingester(db=db, s3=s3_options(proxy.endpoint_url)) as ing:
             return await ing.ingest([prefix, missing], table="mixed")
 
     def check_bad(results: dict[str, FileResult]) -> None:
@@ -337,7 +338,7 @@ async def test_load_each_format_equals_polars(
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     threshold = 0 if spooled else 64 << 20  # 0: every object goes through disk and iter_file
     async with Ingester(
-        db=":memory:", s3_options=s3_options(moto.endpoint_url), spool_threshold=threshold
+        db=":memory:", s3=s3_options(moto.endpoint_url), spool_threshold=threshold
     ) as ing:
         loaded = await ing.load(f"s3://{bucket}/{key}")
     assert_frame_equal(loaded, READERS[kind](io.BytesIO(decompress(body))))
@@ -367,7 +368,7 @@ async def test_thousand_small_objects(moto: MotoServer, bucket: str, tmp_path: P
     finally:
         client.close()
     db = tmp_path / "many.duckdb"
-    async with Ingester(db=db, s3_options=s3_options(moto.endpoint_url)) as ing:
+    async with Ingester(db=db, s3=s3_options(moto.endpoint_url)) as ing:
         report = await ing.ingest(f"s3://{bucket}/many/")
     assert report.table == "many"
     assert report.count("loaded") == count == len(report.files), report.totals()
@@ -452,7 +453,7 @@ async def _ingest_big_csv(
         with _RssSampler() as rss:
             async with Ingester(
                 db=db,
-                s3_options=s3_options(endpoint, part_size=1 << 20),
+                s3=s3_options(endpoint, part_size=1 << 20),
                 spool_threshold=1 << 20,
                 memory_budget=4 << 20,
                 listener=watcher,
@@ -513,7 +514,7 @@ async def test_abort_stops_at_a_404_in_the_middle(
     proxy.add_rule("error", code="NoSuchKey", path=r"/parts/p05\.csv$")
     db = tmp_path / "abort.duckdb"
     async with Ingester(
-        db=db, on_error="abort", files_in_flight=1, s3_options=s3_options(proxy.endpoint_url)
+        db=db, on_error="abort", files_in_flight=1, s3=s3_options(proxy.endpoint_url)
     ) as ing:
         report = await ing.ingest(f"s3://{bucket}/parts/", table="parts")
     results = by_uri(report)
@@ -535,7 +536,7 @@ async def test_abort_stops_at_a_404_in_the_middle(
 
     # the same batch with "skip": every other file loads
     db = tmp_path / "skip.duckdb"
-    async with Ingester(db=db, on_error="skip", s3_options=s3_options(proxy.endpoint_url)) as ing:
+    async with Ingester(db=db, on_error="skip", s3=s3_options(proxy.endpoint_url)) as ing:
         report = await ing.ingest(f"s3://{bucket}/parts/", table="parts")
     assert not report.aborted and report.count("loaded") == 9 and report.count("skipped") == 1
     assert query(db, "SELECT count(*), count(DISTINCT part) FROM parts") == [(18, 9)]
@@ -551,7 +552,7 @@ async def test_abort_on_a_missing_uri_in_the_input_list(
         f"s3://{bucket}/{keys[1]}",
     ]
     db = tmp_path / "abort.duckdb"
-    async with Ingester(db=db, on_error="abort", s3_options=s3_options(moto.endpoint_url)) as ing:
+    async with Ingester(db=db, on_error="abort", s3=s3_options(moto.endpoint_url)) as ing:
         report = await ing.ingest(uris, table="parts")
     results = by_uri(report)
     assert report.aborted and set(results) == set(uris)
@@ -563,7 +564,7 @@ async def test_abort_on_a_missing_uri_in_the_input_list(
     ) == [(0,)]
 
     db = tmp_path / "skip.duckdb"
-    async with Ingester(db=db, s3_options=s3_options(moto.endpoint_url)) as ing:
+    async with Ingester(db=db, s3=s3_options(moto.endpoint_url)) as ing:
         report = await ing.ingest(uris, table="parts")
     assert not report.aborted
     assert [by_uri(report)[u].status for u in uris] == ["loaded", "skipped", "loaded"]
@@ -782,7 +783,7 @@ async def test_big_object_parsed_while_downloading_survives_a_cut_range(
     async with Ingester(
         db=db,
         spool_threshold=64 << 10,
-        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10),
+        s3=s3_options(proxy.endpoint_url, part_size=128 << 10),
     ) as ing:
         report = await ing.ingest(f"s3://{bucket}/big/", table="t")
     assert report.count("loaded") == 1, report.files
@@ -813,7 +814,7 @@ async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
     async with Ingester(
         db=db,
         spool_threshold=64 << 10,
-        s3_options=s3_options(proxy.endpoint_url, part_size=128 << 10, max_retries=1),
+        s3=s3_options(proxy.endpoint_url, part_size=128 << 10, max_retries=1),
     ) as ing:
         report = await ing.ingest(f"s3://{bucket}/big/", table="t")
     proxy.errors.clear()  # the injected failures, as the proxy recorded them
@@ -828,9 +829,7 @@ async def test_big_object_whose_later_range_keeps_failing_loads_nothing(
 async def test_a_missing_bucket_is_reported_for_the_uri_given(
     proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    async with Ingester(
-        db=tmp_path / "db.duckdb", s3_options=s3_options(proxy.endpoint_url)
-    ) as ing:
+    async with Ingester(db=tmp_path / "db.duckdb", s3=s3_options(proxy.endpoint_url)) as ing:
         report = await ing.ingest("s3://no-such-bucket-here/x.csv", table="t")
     (result,) = report.files
     assert (result.uri, result.status) == ("s3://no-such-bucket-here/x.csv", "skipped")

@@ -22,7 +22,7 @@ from fake_openai import FakeOpenAI
 from faultproxy import FaultProxy, RecordedRequest
 from test_cli import _wait_for_gets, put_csvs, rows_per_file, run
 
-from dreambolt import Ingester
+from dreambolt import Ingester, S3Options
 from dreambolt.batching import Batches, StageError
 from dreambolt.fetch import Failed, Fetched
 
@@ -153,7 +153,7 @@ async def test_load_keeps_files_in_flight_bounded(proxy: FaultProxy, s3: Any, bu
 
     proxy.add_rule("call", method="GET", path="/many/", fn=hold)
     async with Ingester(
-        db=":memory:", s3_options={"endpoint_url": proxy.endpoint_url}, files_in_flight=3
+        db=":memory:", s3=S3Options(endpoint_url=proxy.endpoint_url), files_in_flight=3
     ) as ing:
         frame = await ing.load(f"s3://{bucket}/many/")
     assert frame.height == 48

@@ -29,6 +29,7 @@ from dreambolt.errors import (
     translate,
 )
 from dreambolt.s3.checksum import checksum_pair
+from dreambolt.s3.options import S3Options
 from dreambolt.s3.retry import RetryPolicy
 from dreambolt.s3.session import new_session
 from dreambolt.s3.uri import S3Uri, glob_match, parse_s3_uri
@@ -86,10 +87,15 @@ class S3Client:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if part_size < 1:
-            raise ValueError(f"part_size must be >= 1, got {part_size}")
+        S3Options(  # validates every value at construction
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            max_backoff=max_backoff,
+            concurrency=concurrency,
+            part_size=part_size,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
         self.endpoint_url = (
             endpoint_url
             or os.environ.get("AWS_ENDPOINT_URL_S3")
@@ -109,6 +115,11 @@ class S3Client:
         self._bucket_regions: dict[str, asyncio.Future[str]] = {}
         # One budget shared by every transfer of this client: the number of requests in flight.
         self.budget = asyncio.Semaphore(concurrency)
+
+    @classmethod
+    def from_options(cls, options: S3Options, default_concurrency: int = 16) -> S3Client:
+        """A client with these settings (`options.concurrency` None: `default_concurrency`)."""
+        return cls(**options.client_kwargs(default_concurrency))
 
     async def __aenter__(self) -> S3Client:
         self._session = new_session(self.profile)
