@@ -124,38 +124,55 @@ class BenchS3:
     async def route(self, request: web.Request) -> web.StreamResponse:
         raw_bucket, _, raw_key = request.rel_url.raw_path.lstrip("/").partition("/")
         bucket, key = unquote(raw_bucket), unquote(raw_key)
-        method, query = request.method, request.query
-        if not bucket:
-            if method == "GET":
-                return self.list_buckets()
-        elif not key:
-            if method == "PUT":
-                self.bucket_dir(bucket, create=True)
-                return web.Response(headers={"Location": f"/{bucket}"})
-            self.bucket_dir(bucket)
-            if method == "HEAD":
-                return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
-            if method == "GET" and "location" in query:
-                return _xml("LocationConstraint", "")
-            if method == "GET":
-                return await self.list_objects(bucket, query)
-        elif "uploadId" in query or "uploads" in query:
+        method = request.method
+        if not bucket and method == "GET":
+            return self.list_buckets()
+        if bucket and not key:
+            found = await self.route_bucket(bucket, method, request.query)
+        elif bucket:
+            found = await self.route_object(bucket, key, request)
+        else:
+            found = None
+        if found is None:
+            raise S3Error(405, "MethodNotAllowed", f"{method} is not supported here")
+        return found
+
+    async def route_bucket(
+        self, bucket: str, method: str, query: Mapping[str, str]
+    ) -> web.StreamResponse | None:
+        if method == "PUT":
+            self.bucket_dir(bucket, create=True)
+            return web.Response(headers={"Location": f"/{bucket}"})
+        self.bucket_dir(bucket)
+        if method == "HEAD":
+            return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
+        if method == "GET" and "location" in query:
+            return _xml("LocationConstraint", "")
+        if method == "GET":
+            return await self.list_objects(bucket, query)
+        return None
+
+    async def route_object(
+        self, bucket: str, key: str, request: web.Request
+    ) -> web.StreamResponse | None:
+        method = request.method
+        if "uploadId" in request.query or "uploads" in request.query:
             return await self.multipart(bucket, key, request)
-        elif method in ("GET", "HEAD"):
+        if method in ("GET", "HEAD"):
             return await self.get_object(bucket, key, request)
-        elif key.endswith("/") and method in ("PUT", "DELETE"):  # folder markers: keep nothing
+        if key.endswith("/") and method in ("PUT", "DELETE"):  # folder markers: keep nothing
             self.object_path(bucket, key)
             await request.read()
             return web.Response(status=200 if method == "PUT" else 204)
-        elif method == "PUT":
+        if method == "PUT":
             await self.receive(request, self.object_path(bucket, key))
             self.listings.pop(bucket, None)
             return web.Response(headers={"ETag": self.stat_object(bucket, key)[2]})
-        elif method == "DELETE":
+        if method == "DELETE":
             self.object_path(bucket, key).unlink(missing_ok=True)
             self.listings.pop(bucket, None)
             return web.Response(status=204)
-        raise S3Error(405, "MethodNotAllowed", f"{method} is not supported here")
+        return None
 
     def bucket_dir(self, bucket: str, *, create: bool = False) -> Path:
         if "/" in bucket or bucket.startswith("."):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import polars as pl
 import pyarrow as pa
@@ -107,31 +107,45 @@ def _fitted(dtype: pa.DataType) -> pa.DataType:
     for what, test in _REFUSED.items():
         if test(dtype):
             raise _Refusal(what)
-    if pa.types.is_timestamp(dtype):
-        zone = dtype.tz if dtype.tz is None or _zone_known(dtype.tz) else "UTC"
-        return pa.timestamp("ms" if dtype.unit == "s" else dtype.unit, zone)
-    if pa.types.is_duration(dtype) and dtype.unit == "s":
-        return pa.duration("ms")
-    if pa.types.is_float16(dtype):
-        return pa.float32()
-    if pa.types.is_decimal256(dtype):
-        return pa.decimal128(dtype.precision, dtype.scale) if dtype.precision <= 38 else pa.string()
-    if isinstance(dtype, pa.BaseExtensionType):
-        storage = _fitted(dtype.storage_type)
-        return dtype if storage == dtype.storage_type else storage
-    if pa.types.is_dictionary(dtype):
-        return pa.dictionary(dtype.index_type, _fitted(dtype.value_type), dtype.ordered)
-    if pa.types.is_map(dtype):
-        return pa.map_(_child(dtype.key_field), _child(dtype.item_field), dtype.keys_sorted)
-    if pa.types.is_fixed_size_list(dtype):
-        return pa.list_(_child(dtype.value_field), dtype.list_size)
-    if pa.types.is_list(dtype):
-        return pa.list_(_child(dtype.value_field))
-    if pa.types.is_large_list(dtype):
-        return pa.large_list(_child(dtype.value_field))
-    if pa.types.is_struct(dtype):
-        return pa.struct([_child(dtype.field(i)) for i in range(dtype.num_fields)])
+    for test, fit in _FITS:
+        if test(dtype):
+            return fit(dtype)
     return dtype
+
+
+def _fitted_timestamp(dtype: pa.TimestampType) -> pa.DataType:
+    zone = dtype.tz if dtype.tz is None or _zone_known(dtype.tz) else "UTC"
+    return pa.timestamp("ms" if dtype.unit == "s" else dtype.unit, zone)
+
+
+def _fitted_extension(dtype: pa.BaseExtensionType) -> pa.DataType:
+    storage = _fitted(dtype.storage_type)
+    return dtype if storage == dtype.storage_type else storage
+
+
+# (test, conversion) in order: the first test that holds gives the type polars can hold.
+_FITS: tuple[tuple[Callable[[Any], bool], Callable[[Any], pa.DataType]], ...] = (
+    (pa.types.is_timestamp, _fitted_timestamp),
+    (lambda t: pa.types.is_duration(t) and t.unit == "s", lambda t: pa.duration("ms")),
+    (pa.types.is_float16, lambda t: pa.float32()),
+    (
+        pa.types.is_decimal256,
+        lambda t: pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string(),
+    ),
+    (lambda t: isinstance(t, pa.BaseExtensionType), _fitted_extension),
+    (
+        pa.types.is_dictionary,
+        lambda t: pa.dictionary(t.index_type, _fitted(t.value_type), t.ordered),
+    ),
+    (
+        pa.types.is_map,
+        lambda t: pa.map_(_child(t.key_field), _child(t.item_field), t.keys_sorted),
+    ),
+    (pa.types.is_fixed_size_list, lambda t: pa.list_(_child(t.value_field), t.list_size)),
+    (pa.types.is_list, lambda t: pa.list_(_child(t.value_field))),
+    (pa.types.is_large_list, lambda t: pa.large_list(_child(t.value_field))),
+    (pa.types.is_struct, lambda t: pa.struct([_child(t.field(i)) for i in range(t.num_fields)])),
+)
 
 
 def _child(field: pa.Field) -> pa.Field:

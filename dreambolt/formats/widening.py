@@ -8,6 +8,8 @@ would get parsed alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -33,41 +35,60 @@ def later_block(
     options = polars_options(dialect, first=False)
     decimal = pl.Decimal(38, 0)  # Int128 as handed on (`arrow_ready`): read it as polars infers
     schema = pl.Schema({c: replaced(d, decimal, pl.Int128) for c, d in schema.items()})
+    found, fits = _read_as(block, kind, schema, options, limits)
+    if fits:
+        return found
+    json = kind == "ndjson"
+    target = _widened(schema, found, json=json)
+    if json and all(target[c] == found.schema[c] for c in found.columns):
+        missing = (pl.lit(None, d).alias(c) for c, d in target.items() if c not in found.schema)
+        return found.with_columns(missing).select(list(target))
+    frame = (
+        pl.read_ndjson(block, schema=target)
+        if json
+        else pl.read_csv(block, schema=target, raise_if_empty=False, **options)
+    )
+    _check_exact(frame, found, target)
+    return frame
+
+
+def _read_as(
+    block: bytes, kind: str, schema: pl.Schema, options: dict[str, Any], limits: ParseLimits
+) -> tuple[pl.DataFrame, bool]:
+    """The block read with `schema` and True when its values fit it; else the block read with
+    the types its own values have, and False."""
     if kind != "ndjson":
         try:
-            return pl.read_csv(block, schema=schema, raise_if_empty=False, **options)
+            return pl.read_csv(block, schema=schema, raise_if_empty=False, **options), True
         except pl.exceptions.ComputeError:  # a value that does not fit: see what the block holds
-            found = pl.read_csv(
-                block,
-                raise_if_empty=False,
-                new_columns=list(schema),
-                infer_schema_length=None,
-                **options,
+            names = list(schema)
+            inferred = pl.read_csv(
+                block, raise_if_empty=False, new_columns=names, infer_schema_length=None, **options
             )
-    else:
-        if (at := json_too_deep(block, nesting(limits) + 1, lines=True)) is not None:
-            raise too_deep(f"the JSON at byte {at:,} of this part", None, limits)
-        found = pl.read_ndjson(block, infer_schema_length=None)
-        if found.schema == schema:
-            return found
+            return inferred, False
+    if (at := json_too_deep(block, nesting(limits) + 1, lines=True)) is not None:
+        raise too_deep(f"the JSON at byte {at:,} of this part", None, limits)
+    found = pl.read_ndjson(block, infer_schema_length=None)
+    return found, found.schema == schema
+
+
+def _widened(schema: pl.Schema, found: pl.DataFrame, *, json: bool) -> dict[str, DType]:
+    """The schema so far, each column widened to hold the values `found` (or added)."""
     target: dict[str, DType] = dict(schema)
     for column, dtype in found.schema.items():
-        wider = merged(target[column], dtype, json=kind == "ndjson") if column in target else dtype
+        wider = merged(target[column], dtype, json=json) if column in target else dtype
         if wider is None:
             raise ValueError(
                 f"column {column!r} holds {dtype} values here, {target[column]} "
                 "before, and no one type holds both"
             )
         target[column] = wider
-    if kind == "ndjson" and all(target[c] == found.schema[c] for c in found.columns):
-        missing = (pl.lit(None, d).alias(c) for c, d in target.items() if c not in found.schema)
-        return found.with_columns(missing).select(list(target))
-    frame = (
-        pl.read_ndjson(block, schema=target)
-        if kind == "ndjson"
-        else pl.read_csv(block, schema=target, raise_if_empty=False, **options)
-    )
-    for column, dtype in found.schema.items():  # integers read as Float64 must stay exact
+    return target
+
+
+def _check_exact(frame: pl.DataFrame, found: pl.DataFrame, target: dict[str, DType]) -> None:
+    """Integers read as Float64 (widened for floats elsewhere) must stay exact."""
+    for column, dtype in found.schema.items():
         if target[column] == pl.Float64 and dtype.is_integer():
             exact = frame[column].cast(dtype, strict=False).eq_missing(found[column]).all()
             if not exact:
@@ -75,7 +96,6 @@ def later_block(
                     f"column {column!r} holds integers here that Float64, the "
                     "type of its earlier values, cannot hold exactly"
                 )
-    return frame
 
 
 def merged(old: DType, new: DType, *, json: bool) -> DType | None:
