@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -292,7 +293,7 @@ def translate(exc: BaseException, uri: str) -> S3BaseError:
             detail="the checksum of the bytes read differs from the object's checksum",
         )
     elif isinstance(exc, bce.ClientError):
-        response: dict[str, Any] = exc.response or {}
+        response: Mapping[str, Any] = exc.response or {}
         error = response.get("Error", {}) or {}
         meta = response.get("ResponseMetadata", {}) or {}
         status = meta.get("HTTPStatusCode")

@@ -26,7 +26,8 @@ from dreambolt.formats.read import (
     iter_file,
     read_bytes,
 )
-from dreambolt.s3.client import Progress, S3Client
+from dreambolt.s3.client import S3Client
+from dreambolt.s3.objects import Progress
 from dreambolt.s3.transfer import read_object, spool_object
 from dreambolt.sources import Source
 
@@ -169,6 +170,17 @@ class Fetched:
                 self.path, self.fmt, name=self.source.uri, pieces=pieces, limits=limits
             )
 
+    def as_arrow_file(self, path: Path | None) -> Fetched:
+        """This file, its rows now in the Arrow IPC spool file `path` (None: it has no rows).
+
+        How the embed stage hands back a big file it re-spooled with an `embedding` column
+        (`dreambolt.embed.EmbedStage.apply`); the caller has discarded this item's own copy.
+        """
+        if path is None:
+            return Fetched(self.source, self.etag, self.size, frame=pl.DataFrame())
+        fmt = FileFormat("ipc")
+        return Fetched(self.source, self.etag, self.size, path=path, fmt=fmt, spooled=True)
+
     def discard(self) -> None:
         """Stop a download still running and remove the spooled copy, if any (on the loop)."""
         if self.download is not None and not self.download.done():
@@ -225,7 +237,7 @@ async def fetch(
             target = spool / uuid.uuid4().hex
             growing = GrowingFile(target, src.size)
             download: asyncio.Task[object] = asyncio.create_task(
-                spool_object(s3, src.info, target, progress=progress, on_range=growing.landed)
+                spool_object(s3.calls, src.info, target, progress=progress, on_range=growing.landed)
             )
             download.add_done_callback(growing.finished)
             item = Fetched(
@@ -246,7 +258,7 @@ async def fetch(
                 item.discard()
                 raise
             return item
-        info, data = await read_object(s3, src.info, progress=progress)
+        info, data = await read_object(s3.calls, src.info, progress=progress)
         etag, size = info.etag or None, info.size
     payload = data if isinstance(data, bytes) else bytes(data)
     del data

@@ -324,7 +324,8 @@ def report(
     load_at_start: str,
     measured: str,
 ) -> str:
-    from dreambolt import Ingester, S3Client
+    from dreambolt import Ingester, S3Client, S3Options
+    from dreambolt.ingest import INGEST_CONCURRENCY
 
     client = S3Client()
     kw = Ingester.__init__.__kwdefaults__ or {}
@@ -370,8 +371,11 @@ def report(
         "- **÷ best peer**: median ÷ the best median among the peers (DreamBolt and the"
         " *reference* rows excluded); DreamBolt's row is the figure that matters",
         "- results are checked after the clock stops: rows in the table or frame, bytes read",
-        f"- DreamBolt as shipped: `Ingester` defaults {ing}; `S3Client` defaults concurrency="
-        f"{client.concurrency}, part_size={client.part_size // MiB} MiB",
+        f"- DreamBolt as shipped: `Ingester` defaults {ing}; the Ingester's own S3 client runs"
+        f" concurrency={INGEST_CONCURRENCY} (`dreambolt.ingest.INGEST_CONCURRENCY`), part_size="
+        f"{S3Options().part_size // MiB} MiB; the download-phase row (`S3Client.read`) uses a"
+        f" bare `S3Client`'s defaults, concurrency={client.concurrency}, part_size="
+        f"{client.part_size // MiB} MiB",
         "- peers write to DuckDB as users do: `CREATE TABLE t AS SELECT * FROM frame` over the"
         " polars frame (Arrow); the raw reader sends unsigned aiohttp GETs (the server ignores"
         " auth): 8 MiB ranges, 16 in flight, no parsing",

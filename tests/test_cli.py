@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import pytest
@@ -313,9 +313,60 @@ def test_demo_runs_with_no_aws_configuration(tmp_path: Path) -> None:
     assert "A few rows of table events" in done.stdout
 
 
-def _start_slow_ingest(proxy: FaultProxy, bucket: str, db: Path) -> subprocess.Popen[str]:
-    proxy.add_rule("delay", method="GET", path="/k/", delay=0.15)
-    return subprocess.Popen(
+class StderrLines:
+    """A child's stderr, read line by line on a thread, so a test can wait for a line to appear
+    (the event it waits on) while the pipe keeps draining."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        self._lines: list[str] = []
+        self._closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                with self._changed:
+                    self._lines.append(line)
+                    self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> str:
+        """The first line matching `pattern`; fails if the child ends or `timeout` passes first."""
+        found = re.compile(pattern)
+
+        def match() -> str | None:
+            return next((line for line in self._lines if found.search(line)), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: match() is not None or self._closed, timeout)
+            line = match()
+        assert line is not None, f"no line matching {pattern!r} in:\n{self.text(0)}"
+        return line
+
+    def text(self, timeout: float = 60) -> str:
+        """Everything read so far, after the child closed its stderr (within `timeout`)."""
+        self._thread.join(timeout)
+        with self._changed:
+            return "".join(self._lines)
+
+
+def _start_held_ingest(
+    proxy: FaultProxy, bucket: str, db: Path, release: threading.Event
+) -> tuple[subprocess.Popen[str], StderrLines]:
+    """Ingest s3://bucket/k/ (24 files); the GETs of files 012–023 are held until `release`,
+    so files can commit while others cannot have been downloaded yet."""
+    proxy.add_rule(
+        "call",
+        method="GET",
+        path=r"/k/0(1[2-9]|2\d)\.csv$",
+        fn=lambda request: release.wait(60),
+    )
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -331,10 +382,11 @@ def _start_slow_ingest(proxy: FaultProxy, bucket: str, db: Path) -> subprocess.P
             "--endpoint-url",
             proxy.endpoint_url,
         ],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, StderrLines(proc)
 
 
 def _wait_for_gets(
@@ -346,15 +398,25 @@ def _wait_for_gets(
         time.sleep(0.02)
 
 
+# In a pipe, the CLI prints a file's "loaded" line once its transaction has committed.
+COMMITTED = r"^\s*loaded s3://\S+/k/0"
+
+
 def test_sigkill_mid_batch_then_rerun_loads_each_file_exactly_once(
     proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     expected = put_csvs(s3, bucket, "k/", 24, rows=5)
     db = tmp_path / "crash.duckdb"
-    proc = _start_slow_ingest(proxy, bucket, db)
-    _wait_for_gets(proxy, 10)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    release = threading.Event()
+    proc, stderr = _start_held_ingest(proxy, bucket, db, release)
+    try:
+        stderr.wait_for(COMMITTED)  # at least one file committed; files 012–023 cannot have
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        release.set()
+        proc.kill()
+    stderr.text()  # the pipe is drained and closed
     assert proc.returncode == -signal.SIGKILL
     proxy.reset()
     rerun = run(
@@ -368,8 +430,9 @@ def test_sigkill_mid_batch_then_rerun_loads_each_file_exactly_once(
         endpoint=proxy.endpoint_url,
     )
     assert rerun.returncode == 0, rerun.stderr
-    statuses = [f["status"] for f in json.loads(rerun.stdout)["files"]]
-    assert statuses.count("unchanged") >= 1 and statuses.count("loaded") >= 1
+    statuses = {f["uri"]: f["status"] for f in json.loads(rerun.stdout)["files"]}
+    assert "unchanged" in statuses.values()
+    assert all(statuses[f"s3://{bucket}/k/{i:03d}.csv"] == "loaded" for i in range(12, 24))
     assert rows_per_file(db, "k") == expected  # every file present, none twice
     with duckdb.connect(str(db), read_only=True) as con:
         active = con.execute(
@@ -384,14 +447,21 @@ def test_interrupt_exits_130_and_keeps_files_whole(
 ) -> None:
     expected = put_csvs(s3, bucket, "k/", 24, rows=5)
     db = tmp_path / "int.duckdb"
-    proc = _start_slow_ingest(proxy, bucket, db)
-    _wait_for_gets(proxy, 8)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr
+    release = threading.Event()
+    proc, stderr = _start_held_ingest(proxy, bucket, db, release)
+    try:
+        stderr.wait_for(COMMITTED)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        release.set()
+        proc.kill()
+    text = stderr.text()
+    assert proc.returncode == 130, text
+    assert "interrupted" in text
     loaded = rows_per_file(db, "k")
     assert loaded and all(expected[uri] == n for uri, n in loaded.items())
+    assert f"s3://{bucket}/k/023.csv" not in loaded  # its download was still held
 
 
 def test_interrupt_during_a_big_download_stops_at_once_and_loads_nothing(

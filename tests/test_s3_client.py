@@ -300,11 +300,11 @@ async def test_region_from_uri_gets_its_own_cached_client(
 ) -> None:
     s3.put_object(Bucket=bucket, Key="r.csv", Body=b"a,b\n")
     assert await client.read(f"s3://{bucket}.us-west-2.amazonaws.com/r.csv") == b"a,b\n"
-    west = client._clients["us-west-2"]
+    west = client.calls.clients["us-west-2"]
     assert await client.read(f"https://{bucket}.s3.us-west-2.amazonaws.com/r.csv") == b"a,b\n"
-    assert client._clients["us-west-2"] is west
+    assert client.calls.clients["us-west-2"] is west
     assert await client.read(f"https://{bucket}.s3.eu-central-1.amazonaws.com/r.csv") == b"a,b\n"
-    assert set(client._clients) == {"us-west-2", "eu-central-1"}
+    assert set(client.calls.clients) == {"us-west-2", "eu-central-1"}
     # the signing scope: in the Authorization header, or in a presigned GET's query
     scopes = [
         r.headers.get("Authorization", "") + unquote(r.query)
@@ -402,7 +402,7 @@ async def test_small_objects_are_fetched_with_one_presigned_get(
 
     s3.put_object(Bucket=bucket, Key="small ü+.csv", Body=b"a,b\n1,2\n", ChecksumAlgorithm="CRC32")
     head = s3.head_object(Bucket=bucket, Key="small ü+.csv", ChecksumMode="ENABLED")
-    info, data = await read_object(client, parse_s3_uri(f"s3://{bucket}/small ü+.csv"))
+    info, data = await read_object(client.calls, parse_s3_uri(f"s3://{bucket}/small ü+.csv"))
     assert data == b"a,b\n1,2\n"
     assert (info.size, info.etag, info.last_modified) == (8, head["ETag"], head["LastModified"])
     assert info.checksum == ("CRC32", head["ChecksumCRC32"])

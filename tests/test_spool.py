@@ -160,7 +160,7 @@ async def main():
                         backoff_factor=0.01, max_backoff=0.05) as s3:
         try:
             if mode == "spool":
-                await spool_object(s3, parse_s3_uri(uri), Path(target))
+                await spool_object(s3.calls, parse_s3_uri(uri), Path(target))
             else:
                 await s3.download(uri, target)
         except Exception as exc:

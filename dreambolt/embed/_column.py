@@ -102,56 +102,86 @@ async def embed_texts(
     if checkpoint < 1:
         raise ValueError(f"checkpoint must be >= 1, got {checkpoint}")
     stats = EmbedStats()
-    n = len(texts)
-    slot = np.full(n, -1, dtype=np.int64)  # row -> index into `distinct`
-    index: dict[str, int] = {}
-    for row, text in enumerate(texts):
-        if text:
-            slot[row] = index.setdefault(text, len(index))
-    distinct = list(index)
-    valid = slot >= 0
-    stats.texts = int(valid.sum())
-    stats.nulls = n - stats.texts
-    if not distinct:
+    column = _Column.of(texts)
+    stats.texts = int(column.valid.sum())
+    stats.nulls = len(texts) - stats.texts
+    if not column.distinct:
         dim = embedder.dim
-        return Embeddings(np.zeros((n, dim or 0), np.float32), valid, dim), stats
+        return Embeddings(np.zeros((len(texts), dim or 0), np.float32), column.valid, dim), stats
 
-    hashes = [text_hash(t) for t in distinct]
+    hashes = [text_hash(t) for t in column.distinct]
     found = await cache.get(embedder.model, hashes) if cache is not None else {}
     stats.cached = len(found)
     missing = [i for i, h in enumerate(hashes) if h not in found]
-
-    dims = {v.shape[-1] for v in found.values()}
-    if embedder.dim is not None:
-        dims.add(embedder.dim)
     new_parts: list[tuple[list[int], Vectors]] = []
     for start in range(0, len(missing), checkpoint):
         part = missing[start : start + checkpoint]
-        vectors = await embedder.embed([distinct[i] for i in part], stats=stats)
+        vectors = await embedder.embed([column.distinct[i] for i in part], stats=stats)
         stats.embedded += len(part)
         new_parts.append((part, vectors))
-        dims.add(vectors.shape[1])
         if cache is not None:
             fresh = {hashes[i]: v for i, v in zip(part, vectors, strict=True)}
             await cache.put(embedder.model, fresh)
+    dim = _one_dimension(embedder, found, new_parts)
+    table = _distinct_table(hashes, found, new_parts, dim)
+    return Embeddings(column.spread(table), column.valid, dim), stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """A column of texts as its distinct non-empty texts, and which row holds which."""
+
+    distinct: list[str]
+    slot: npt.NDArray[np.int64]  # row -> index into `distinct`, -1 for null or empty
+    valid: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, texts: Sequence[str | None]) -> _Column:
+        slot = np.full(len(texts), -1, dtype=np.int64)
+        index: dict[str, int] = {}
+        for row, text in enumerate(texts):
+            if text:
+                slot[row] = index.setdefault(text, len(index))
+        return cls(list(index), slot, slot >= 0)
+
+    def spread(self, table: Vectors) -> Vectors:
+        """One vector per row from one per distinct text (zeros for null or empty rows)."""
+        if len(self.distinct) == len(self.slot):  # no nulls, no duplicates: rows in order
+            return table
+        out = np.zeros((len(self.slot), table.shape[1]), dtype=np.float32)
+        out[self.valid] = table[self.slot[self.valid]]
+        return out
+
+
+def _one_dimension(
+    embedder: Embedder, found: dict[str, Vectors], new_parts: list[tuple[list[int], Vectors]]
+) -> int:
+    """The one vector size of the cached and new vectors (and of the model, when known)."""
+    dims = {int(v.shape[-1]) for v in found.values()} | {int(v.shape[1]) for _, v in new_parts}
+    if embedder.dim is not None:
+        dims.add(embedder.dim)
     if len(dims) != 1:
         raise EmbeddingError(
             f"{embedder.model}: vectors of dimensions {sorted(dims)} for one model; the model "
             "behind this name has changed: delete its rows from _dreambolt_embeddings "
             f"(DELETE FROM _dreambolt_embeddings WHERE model = '{embedder.model}') and run again"
         )
-    dim = dims.pop()
+    return dims.pop()
+
+
+def _distinct_table(
+    hashes: list[str],
+    found: dict[str, Vectors],
+    new_parts: list[tuple[list[int], Vectors]],
+    dim: int,
+) -> Vectors:
+    """One vector per distinct text, in order, from the cached ones and the new ones."""
     if not found and len(new_parts) == 1:  # all new: already in `distinct` order, no copy
-        table = new_parts[0][1]
-    else:
-        table = np.empty((len(distinct), dim), dtype=np.float32)
-        for i, h in enumerate(hashes):
-            if h in found:
-                table[i] = found[h]
-        for part, vectors in new_parts:
-            table[part] = vectors
-    if len(distinct) == n:  # no nulls and no duplicates: rows are `distinct` in order
-        return Embeddings(table, valid, dim), stats
-    out = np.zeros((n, dim), dtype=np.float32)
-    out[valid] = table[slot[valid]]
-    return Embeddings(out, valid, dim), stats
+        return new_parts[0][1]
+    table = np.empty((len(hashes), dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        if h in found:
+            table[i] = found[h]
+    for part, vectors in new_parts:
+        table[part] = vectors
+    return table

@@ -1,8 +1,13 @@
-"""The OpenAI-compatible provider: the official async SDK, with tenacity as the one retry layer.
+"""The OpenAI-compatible provider: the official async SDK, retried by `dreambolt.backoff`.
 
 The SDK's own retries are off (``max_retries=0``). Every request goes through
-`OpenAIEmbedder._request`, which applies the retry policy and translates SDK errors into
-`EmbeddingError` in one place (`_translate`), by exception class, HTTP status and error code.
+`OpenAIEmbedder._request`, which applies the retry policy (the same `Backoff` as S3's: full
+jitter, `Retry-After` up to its ceiling) and translates SDK errors into `EmbeddingError` in one
+place (`_translate`), by exception class, HTTP status and error code.
+
+Logging, on the logger ``dreambolt.embed``: each retry at INFO (model, HTTP status and error code,
+attempt n of max, the wait); each request at DEBUG (model, inputs, status, elapsed time). Lines
+never carry the API key, texts or the server's message.
 """
 
 from __future__ import annotations
@@ -10,26 +15,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
+import time
 from collections.abc import AsyncGenerator
 from typing import TypeVar, cast
 
 import numpy as np
 import openai
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState
 
+from dreambolt.backoff import Backoff, parse_retry_after
 from dreambolt.embed._base import BatchLimits, EmbedStats, Vectors
 from dreambolt.embed._tokens import BatchPlanner, TokenCounter, default_counter, prepare
 from dreambolt.errors import EmbeddingAuthError, EmbeddingError, redact
-from dreambolt.s3.retry import MAX_RETRY_AFTER, parse_retry_after
 
 __all__ = ["OpenAIEmbedder", "is_retryable", "retry_after"]
 
+log = logging.getLogger("dreambolt.embed")
 T = TypeVar("T")
 _COUNT_CHUNK = 4096  # texts counted per worker-thread call
 _RETRYABLE_STATUS = frozenset((408, 409, 429))
@@ -87,7 +89,7 @@ class OpenAIEmbedder:
     `embed` calls), and each is tried up to ``max_retries + 1`` times: 429, 408, 409, 5xx and
     connection errors wait a random time in [0, backoff_factor * 2**(n-1)] ("full jitter"),
     capped by `max_backoff`, or the server's ``Retry-After`` if longer (up to
-    `dreambolt.retry.MAX_RETRY_AFTER`, 60 s). 401/403 and other 4xx
+    `dreambolt.backoff.MAX_RETRY_AFTER`, 60 s). 401/403 and other 4xx
     raise `EmbeddingError` at once.
     """
 
@@ -111,6 +113,7 @@ class OpenAIEmbedder:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if max_retries < 0 or backoff_factor < 0 or max_backoff < 0:
             raise ValueError("max_retries, backoff_factor and max_backoff must be >= 0")
+        self.backoff = Backoff(max_retries, backoff_factor, max_backoff)
         self.model = model
         self.api_model = api_model
         self.dim = dim
@@ -122,7 +125,6 @@ class OpenAIEmbedder:
         self.limits = limits or BatchLimits()
         self._counter = counter
         self._api_key = api_key
-        self._jitter = wait_random_exponential(multiplier=backoff_factor, max=max_backoff)
         self._client: openai.AsyncOpenAI | None = None
         self._slots: asyncio.Semaphore | None = None
 
@@ -197,13 +199,6 @@ class OpenAIEmbedder:
         if last is not None:
             yield ready[last.start : last.stop], sum(counts[last.start : last.stop])
 
-    def _wait(self, state: RetryCallState) -> float:
-        delay = min(self._jitter(state), self.max_backoff)
-        asked = retry_after(state.outcome.exception() if state.outcome else None)
-        if asked is not None:  # as the server asks, up to a ceiling of its own
-            delay = max(delay, min(asked, MAX_RETRY_AFTER))
-        return delay
-
     async def _request(
         self, batch: list[str], tokens: int, stats: EmbedStats, failed: asyncio.Event
     ) -> Vectors:
@@ -214,13 +209,10 @@ class OpenAIEmbedder:
             nonlocal retries
             retries += 1
             stats.retries += 1
+            self._log_retry(state, len(batch))
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(is_retryable),
-            before_sleep=count_retry,
-            reraise=True,
+        retrying = self.backoff.retrying(
+            retry=is_retryable, retry_after=retry_after, before_sleep=count_retry
         )
         body = {"model": self.api_model, "input": batch, "encoding_format": "base64"}
         async with slots:  # held across retries: a throttled request keeps its slot
@@ -229,11 +221,17 @@ class OpenAIEmbedder:
             try:
                 async for attempt in retrying:
                     with attempt:
-                        # The SDK's `embeddings.create` builds a pydantic object per vector and
-                        # walks every input to "transform" it: ~100 us per text, more than the
-                        # request itself. `post(cast_to=object)` keeps its auth, URL handling
-                        # and error mapping and hands back the decoded JSON.
-                        payload = await client.post("/embeddings", body=body, cast_to=object)
+                        started = time.monotonic()
+                        try:
+                            # The SDK's `embeddings.create` builds a pydantic object per vector
+                            # and walks every input to "transform" it: ~100 us per text, more
+                            # than the request itself. `post(cast_to=object)` keeps its auth,
+                            # URL handling and error mapping and hands back the decoded JSON.
+                            payload = await client.post("/embeddings", body=body, cast_to=object)
+                        except openai.OpenAIError as exc:
+                            self._log_request(len(batch), _describe(exc), started)
+                            raise
+                        self._log_request(len(batch), "HTTP 200", started)
             except openai.OpenAIError as exc:
                 failed.set()  # before the slot is released to a waiting request
                 raise self._translate(exc, retries=retries) from exc
@@ -241,6 +239,31 @@ class OpenAIEmbedder:
         stats.tokens_sent += usage if usage is not None else tokens
         stats.requests += 1
         return vectors
+
+    def _log_retry(self, state: RetryCallState, inputs: int) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info(
+            "embeddings %s (%d inputs): %s on attempt %d of %d; retrying in %.2f s",
+            self.model,
+            inputs,
+            _describe(error),
+            state.attempt_number,
+            self.max_retries + 1,
+            wait,
+        )
+
+    def _log_request(self, inputs: int, outcome: str, started: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            elapsed = time.monotonic() - started
+            log.debug(
+                "embeddings %s (%d inputs) at %s: %s in %.3f s",
+                self.model,
+                inputs,
+                self.base_url or "api.openai.com",
+                outcome,
+                elapsed,
+            )
 
     def _decode(self, payload: object, n: int) -> tuple[Vectors, int | None]:
         """The (n, dim) vectors of an embeddings response, in input order, and its token usage."""
@@ -294,7 +317,10 @@ class OpenAIEmbedder:
             elif is_retryable(exc):
                 message = (
                     f"{where}: still failing after {retries} retries (HTTP {status}"
-                    f"{', ' + code if code else ''}); lower --embed-concurrency or try later"
+                    f"{', ' + code if code else ''}): the API is rate-limiting or unavailable; "
+                    "run again later (files already loaded are not loaded again), or send fewer "
+                    "requests at once: from Python, Ingester(embed=make_embedder(MODEL, "
+                    "concurrency=1))"
                 )
             else:
                 detail = _server_message(exc)
@@ -312,6 +338,14 @@ class OpenAIEmbedder:
         )
         kind = EmbeddingAuthError if fatal else EmbeddingError
         return kind(redact(message.replace(self._api_key, "***")))
+
+
+def _describe(error: BaseException | None) -> str:
+    """An error as a log line shows it: HTTP status and error code, or the exception's type."""
+    if isinstance(error, openai.APIStatusError):
+        code = _error_code(error)
+        return f"HTTP {error.status_code}{', ' + code if code else ''}"
+    return type(error).__name__
 
 
 def _server_message(exc: openai.APIStatusError) -> str | None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from awscrt import checksums as _crt
 
 __all__ = ["Checksum", "Digest", "checksum_pair", "from_response"]
 
+_Bytes = bytes | bytearray | memoryview
 # algorithm -> (crc(data, running), combine(crc1, crc2, len2), width in bytes)
-_CRCS: dict[str, tuple[Callable[[Any, int], int], Callable[[int, int, int], int], int]] = {
+_CRCS: dict[str, tuple[Callable[[_Bytes, int], int], Callable[[int, int, int], int], int]] = {
     "CRC32": (zlib.crc32, _crt.combine_crc32, 4),
     "CRC32C": (_crt.crc32c, _crt.combine_crc32c, 4),
     "CRC64NVME": (_crt.crc64nvme, _crt.combine_crc64nvme, 8),
@@ -92,12 +92,12 @@ class Digest:
         return self._checksum._encode(self._hash.digest())
 
 
-def from_response(response: dict[str, Any]) -> Checksum | None:
+def from_response(response: Mapping[str, object]) -> Checksum | None:
     """The full-object checksum a HEAD response promises, if there is one we can check."""
     return Checksum.of(checksum_pair(response))
 
 
-def checksum_pair(response: dict[str, Any]) -> tuple[str, str] | None:
+def checksum_pair(response: Mapping[str, object]) -> tuple[str, str] | None:
     """(algorithm, base64 value) of the full-object checksum in a HEAD/GET response, if any.
 
     Composite checksums of multipart uploads (`…-N`, or ChecksumType COMPOSITE) are checksums of

@@ -1,13 +1,14 @@
 """Concurrent ranged GETs pinned to one object version: into memory, onto disk, or in order.
 
-An object no larger than one part is fetched with one plain GET (botocore then validates the
-full-object checksum itself). A larger one is described first — by the listing or HEAD that
-found it, else by a HEAD now, which also brings its full-object checksum — and then all its
-ranges are fetched at once under the client's shared budget, each pinned to that description
-(`IfMatch=etag`, plus `VersionId` on versioned buckets): an overwrite surfaces as
-`S3ObjectChangedError`, never as a mix of two versions. Each range is retried on its own; bytes
-stream through in chunks, so memory stays bounded by the budget, and CRCs are computed per range
-and combined, so out-of-order ranges need no second pass.
+Every request goes through `S3Calls.call` (retries, logging, translation) under the shared budget.
+botocore validates no checksum (the client sets `response_checksum_validation="when_required"`):
+this module checks the size of every response and the full-object checksum wherever S3 sends one.
+An object no larger than one part is one GET asking for its checksum (`ChecksumMode=ENABLED`).
+A larger one is described by the listing or HEAD that found it (else a HEAD now, which brings its
+checksum), then all its ranges are fetched at once, each pinned to that description (`IfMatch`,
+plus `VersionId` on versioned buckets): an overwrite is `S3ObjectChangedError`, never a mix of two
+versions. Each range is retried alone; CRCs are computed per range and combined (a SHA needs one
+in-order pass at the end); composite checksums of multipart uploads are not checked.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ import aiofiles
 import aiofiles.os
 
 from dreambolt.errors import S3BaseError, S3IntegrityError, make_error
+from dreambolt.s3.calls import S3Calls
 from dreambolt.s3.checksum import Checksum, from_response
-from dreambolt.s3.client import ObjectInfo, Progress, info_from_response
+from dreambolt.s3.metadata import head_object
+from dreambolt.s3.objects import ObjectInfo, Progress, info_from_response
 from dreambolt.s3.presigned import get_small_object
 from dreambolt.s3.uri import S3Uri
 from dreambolt.spool import disk_full_error, is_disk_full
 
 if TYPE_CHECKING:
-    from dreambolt.s3.client import S3Client
+    from types_aiobotocore_s3 import S3Client as RegionClient
+    from types_aiobotocore_s3.type_defs import GetObjectOutputTypeDef, GetObjectRequestTypeDef
 
 __all__ = ["Span", "download_object", "iter_object", "read_object", "split", "spool_object"]
 
@@ -60,7 +64,7 @@ class _Plan:
     uri: S3Uri
     info: ObjectInfo
     spans: list[Span]
-    pin: dict[str, Any]
+    pin: GetObjectRequestTypeDef
     checksum: Checksum | None
 
 
@@ -77,31 +81,32 @@ def _mismatch(uri: S3Uri, checksum: Checksum) -> S3BaseError:
     )
 
 
-def _base(uri: S3Uri) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
+def _base(uri: S3Uri) -> GetObjectRequestTypeDef:
+    params: GetObjectRequestTypeDef = {"Bucket": uri.bucket, "Key": uri.key}
     if uri.version_id:
-        kwargs["VersionId"] = uri.version_id
-    return kwargs
+        params["VersionId"] = uri.version_id
+    return params
 
 
 async def _get_whole(
-    s3: S3Client, uri: S3Uri, pinned_to: ObjectInfo | None, progress: Progress
+    calls: S3Calls, uri: S3Uri, pinned_to: ObjectInfo | None, progress: Progress
 ) -> tuple[ObjectInfo, bytes]:
     """One plain GET of a small object (pinned to `pinned_to` when given)."""
-    kwargs = _base(uri)
-    kwargs["ChecksumMode"] = "ENABLED"  # S3 sends the full-object checksum with the bytes
+    params = _base(uri)
+    params["ChecksumMode"] = "ENABLED"  # S3 sends the full-object checksum with the bytes
     if pinned_to is not None and pinned_to.etag:
-        kwargs["IfMatch"] = pinned_to.etag
+        params["IfMatch"] = pinned_to.etag
+    kwargs: dict[str, Any] = dict(params)  # what get_small_object takes
 
-    async def op(client: Any) -> tuple[dict[str, Any], bytes]:
-        response, data = await get_small_object(client, kwargs)
+    async def op(client: RegionClient) -> tuple[dict[str, Any], bytes]:
+        response, data = await get_small_object(client, kwargs, calls.gets)
         expected = info_from_response(uri, response).size
         if len(data) != expected:  # inside the retried call: a short body is fetched again
             raise _integrity(uri, "IncompleteBody", f"received {len(data)} of {expected} bytes")
         return response, data
 
-    async with s3.budget:
-        response, data = await s3._call("GetObject", uri, op)
+    async with calls.budget:
+        response, data = await calls.call("GetObject", uri, op)
     info = info_from_response(uri, response)
     checksum = Checksum.of(info.checksum)
     if checksum is not None and not checksum.matches_stream([data]):
@@ -111,31 +116,31 @@ async def _get_whole(
 
 
 async def _plan(
-    s3: S3Client, target: S3Uri | ObjectInfo, progress: Progress
+    calls: S3Calls, target: S3Uri | ObjectInfo, progress: Progress
 ) -> tuple[_Plan | None, ObjectInfo, bytes]:
     """Describe the object; a small one is fetched right away (returned with no plan)."""
     if isinstance(target, ObjectInfo):
         uri, info = target.uri, target
-        if info.size <= s3.part_size:
-            info, data = await _get_whole(s3, uri, None, progress)
+        if info.size <= calls.part_size:
+            info, data = await _get_whole(calls, uri, None, progress)
             return None, info, data
         checksum = Checksum.of(info.checksum)
         if info.checksum is None:  # a listing does not tell checksums: HEAD, pinned
-            _, head = await s3.head_raw(uri, if_match=info.etag or None)
+            _, head = await head_object(calls, uri, if_match=info.etag or None)
             checksum = from_response(head)
     else:
         uri = target
-        info, head = await s3.head_raw(uri)
+        info, head = await head_object(calls, uri)
         checksum = from_response(head)
-        if info.size <= s3.part_size:
-            info, data = await _get_whole(s3, uri, info, progress)
+        if info.size <= calls.part_size:
+            info, data = await _get_whole(calls, uri, info, progress)
             return None, info, data
     pin = _base(uri)
     if info.version_id and "VersionId" not in pin:
         pin["VersionId"] = info.version_id
     if info.etag:
         pin["IfMatch"] = info.etag
-    spans = split(info.size, s3.part_size, s3.concurrency)
+    spans = split(info.size, calls.part_size, calls.concurrency)
     return _Plan(uri, info, spans, pin, checksum), info, b""
 
 
@@ -163,7 +168,7 @@ def split(size: int, part: int, lanes: int) -> list[Span]:
 
 
 async def _get_range(
-    s3: S3Client,
+    calls: S3Calls,
     plan: _Plan,
     span: Span,
     sink: Sink,
@@ -175,9 +180,11 @@ async def _get_range(
     want = last - first + 1
     checksum = plan.checksum if plan.checksum and plan.checksum.is_crc else None
 
-    async def op(client: Any) -> int:
+    params: GetObjectRequestTypeDef = {**plan.pin, "Range": f"bytes={first}-{last}"}
+
+    async def op(client: RegionClient) -> tuple[GetObjectOutputTypeDef, int]:
         sink.begin(span)
-        response = await client.get_object(**plan.pin, Range=f"bytes={first}-{last}")
+        response = await client.get_object(**params)
         received = crc = 0
         try:
             async with response["Body"] as body:
@@ -196,17 +203,17 @@ async def _get_range(
         except BaseException:
             progress(-received)  # the retry will report these bytes again
             raise
-        return crc
+        return response, crc
 
-    async with s3.budget:
-        crc = await s3._call("GetObject", plan.uri, op)
+    async with calls.budget:
+        _, crc = await calls.call("GetObject", plan.uri, op, detail=params["Range"])
     if done is not None:
         done(span)
     return crc
 
 
 async def _fetch_all(
-    s3: S3Client,
+    calls: S3Calls,
     plan: _Plan,
     sink: Sink,
     progress: Progress,
@@ -214,7 +221,8 @@ async def _fetch_all(
 ) -> None:
     """Fetch every range concurrently, then check combined CRCs against the object's."""
     tasks = [
-        asyncio.create_task(_get_range(s3, plan, span, sink, progress, done)) for span in plan.spans
+        asyncio.create_task(_get_range(calls, plan, span, sink, progress, done))
+        for span in plan.spans
     ]
     try:
         crcs = await asyncio.gather(*tasks)
@@ -258,15 +266,15 @@ class _Pieces:
 
 
 async def read_object(
-    s3: S3Client, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
+    calls: S3Calls, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
 ) -> tuple[ObjectInfo, bytes]:
     """Read a whole object into memory; returns what was read and its bytes."""
     report = progress or _noop
-    plan, info, data = await _plan(s3, target, report)
+    plan, info, data = await _plan(calls, target, report)
     if plan is None:
         return info, data
     pieces = _Pieces()
-    await _fetch_all(s3, plan, pieces, report)
+    await _fetch_all(calls, plan, pieces, report)
     chunks = pieces.chunks()
     # The finished range tasks can stay alive in reference cycles until the next collection,
     # and with them `pieces`: hold the chunks only here, and drop them once joined, so a big
@@ -297,13 +305,13 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 
 async def download_object(
-    s3: S3Client, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None
+    calls: S3Calls, target: S3Uri | ObjectInfo, path: Path, *, progress: Progress | None = None
 ) -> ObjectInfo:
     """Download an object to `path` via a temporary file; a failure leaves no file behind."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     hint = "free space there, or download to a folder on a disk with room for it"
     try:
-        info = await spool_object(s3, target, tmp, progress=progress, full_hint=hint)
+        info = await spool_object(calls, target, tmp, progress=progress, full_hint=hint)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -312,7 +320,7 @@ async def download_object(
 
 
 async def spool_object(
-    s3: S3Client,
+    calls: S3Calls,
     target: S3Uri | ObjectInfo,
     path: Path,
     *,
@@ -328,7 +336,7 @@ async def spool_object(
     `full_hint` (default: free space or set DREAMBOLT_TMPDIR) as what to do; it is not retried.
     """
     report = progress or _noop
-    plan, info, data = await _plan(s3, target, report)
+    plan, info, data = await _plan(calls, target, report)
     try:
         async with aiofiles.open(path, "wb") as handle:
             if plan is None:
@@ -337,7 +345,7 @@ async def spool_object(
             else:
                 await handle.truncate(info.size)
                 await handle.flush()
-                await _fetch_all(s3, plan, _FileSink(handle.fileno()), report, on_range)
+                await _fetch_all(calls, plan, _FileSink(handle.fileno()), report, on_range)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -362,14 +370,14 @@ class _PartSink:
 
 
 async def iter_object(
-    s3: S3Client, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
+    calls: S3Calls, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
 ) -> AsyncIterator[bytes]:
     """Yield an object's bytes in order, one part at a time, reading ahead within the budget.
 
     Requests share the client's budget; read-ahead is at most `concurrency` parts per iterator.
     """
     report = progress or _noop
-    plan, _, data = await _plan(s3, target, report)
+    plan, _, data = await _plan(calls, target, report)
     if plan is None:
         yield data
         return
@@ -379,12 +387,12 @@ async def iter_object(
 
     async def fetch(span: Span) -> bytes:
         sink = _PartSink()
-        await _get_range(s3, plan, span, sink, report)
+        await _get_range(calls, plan, span, sink, report)
         return b"".join(sink.chunks)
 
     try:
         while spans or window:
-            while spans and len(window) < s3.concurrency:
+            while spans and len(window) < calls.concurrency:
                 window.append(asyncio.create_task(fetch(spans.popleft())))
             part = await window.popleft()
             if digest is not None:
