@@ -63,8 +63,8 @@ def test_a_call_that_overruns_is_abandoned_not_awaited() -> None:
     start = time.monotonic()
     with pytest.raises(Overran, match=r"it took more than 0\.2 s"):
         within(0.2, stuck)
-    assert 0.2 <= time.monotonic() - start < 2
-    assert not finished.is_set()  # still running, in the background
+    assert time.monotonic() - start >= 0.2
+    assert not finished.is_set()  # abandoned: still running, in the background
     gate.set()
     assert finished.wait(5)
 
@@ -126,7 +126,8 @@ def test_ctrl_c_while_waiting_stops_at_once() -> None:
 
 
 class _Slow(io.RawIOBase):
-    """A file whose reads past `slow_from` wait for `gate` (up to 30 s)."""
+    """A file whose reads past `slow_from` wait for `gate` (up to 300 s: a read that returns
+    before the test sets the gate was abandoned, not awaited)."""
 
     def __init__(self, data: bytes, slow_from: int, gate: threading.Event) -> None:
         self.data, self.slow_from, self.gate, self.at = data, slow_from, gate, 0
@@ -146,7 +147,7 @@ class _Slow(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.at + len(buffer) > self.slow_from:
-            self.gate.wait(30)
+            self.gate.wait(300)
         piece = self.data[self.at : self.at + len(buffer)]
         buffer[: len(piece)] = piece
         self.at += len(piece)
@@ -171,7 +172,6 @@ def _stream(batches: int) -> bytes:
 def test_a_step_that_overruns_fails_the_file(slow_from: int, step: str) -> None:
     gate = threading.Event()
     source = pa.PythonFile(_Slow(_stream(3), slow_from, gate), mode="r")
-    start = time.monotonic()
     try:
         with (
             pytest.raises(FormatError) as caught,
@@ -179,8 +179,7 @@ def test_a_step_that_overruns_fails_the_file(slow_from: int, step: str) -> None:
         ):
             list(columnar.arrow_frames(source, "ipc", 1_000, DEFAULT_LIMITS, seconds=0.3))
     finally:
-        gate.set()  # let the abandoned read finish
-    assert time.monotonic() - start < 5
+        gate.set()  # let the abandoned read finish (reaching here before it proves it was)
     assert str(caught.value) == (
         f"s3://b/slow.arrow: reading {step} took more than 0.3 s, the time bound for one step "
         "of a Parquet/IPC read: the file may be corrupt in a way that makes the reader loop "
