@@ -30,9 +30,11 @@ if typing.TYPE_CHECKING:
     from dreambolt.formats.detect import CsvOptions
     from dreambolt.ingest import Ingester
     from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener
-    from dreambolt.s3.client import ObjectInfo, S3Client
+    from dreambolt.s3.client import S3Client
+    from dreambolt.s3.objects import ObjectInfo
     from dreambolt.s3.options import S3Options
     from dreambolt.s3.uri import S3Uri, parse_s3_uri
+    from dreambolt.sinks.base import Sink
 
 __version__ = "0.1.0"
 
@@ -59,6 +61,7 @@ __all__ = [
     "S3Options",
     "S3RateLimitError",
     "S3Uri",
+    "Sink",
     "SinkError",
     "__version__",
     "parse_s3_uri",
@@ -77,7 +80,7 @@ _SOURCES = {
     "Ingester": "dreambolt.ingest",
     "InvalidS3UriError": "dreambolt.errors",
     "Listener": "dreambolt.report",
-    "ObjectInfo": "dreambolt.s3.client",
+    "ObjectInfo": "dreambolt.s3.objects",
     "S3AuthError": "dreambolt.errors",
     "S3BaseError": "dreambolt.errors",
     "S3Client": "dreambolt.s3.client",
@@ -88,6 +91,7 @@ _SOURCES = {
     "S3Options": "dreambolt.s3.options",
     "S3RateLimitError": "dreambolt.errors",
     "S3Uri": "dreambolt.s3.uri",
+    "Sink": "dreambolt.sinks.base",
     "SinkError": "dreambolt.errors",
     "parse_s3_uri": "dreambolt.s3.uri",
 }

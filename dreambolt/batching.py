@@ -13,25 +13,66 @@ them instead of writing the moment anything is ready. And once a group is full, 
 files are due within `TAIL` at the rate files have been coming, it waits for those too: written
 on their own, after everything else, they would be a transaction nothing overlaps (1,000 files:
 1.15 s became 1.05 s).
+
+This module only groups: how a group is parsed is handed in (`parse`, the write stage's
+`parse_deferred`), and time is read and waited through a `Clock` (the event loop's by default),
+so that tests can drive the waits without sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 from dreambolt.fetch import Failed, Fetched
-from dreambolt.formats.read import DEFAULT_LIMITS, ParseLimits
-from dreambolt.write import parse_deferred
 
-__all__ = ["LINGER", "ROW_GROUP", "TAIL", "Batches", "StageError", "discard", "drain"]
+__all__ = [
+    "LINGER",
+    "ROW_GROUP",
+    "TAIL",
+    "Batches",
+    "Clock",
+    "LoopClock",
+    "Parse",
+    "StageError",
+    "discard",
+    "drain",
+]
 
 ROW_GROUP = 122_880  # DuckDB's rows per row group
 LINGER = 0.3  # seconds the writer waits for more small files to fill a row group
 TAIL = 0.3  # ... or, with a row group full, for the last files if they are due this soon
 Item = Fetched | Failed
 T = TypeVar("T")
+Parse = Callable[[list[Item]], Awaitable[list[Item]]]
+"""Parses what a group left unparsed; discards the group's files if it is cancelled."""
+
+
+class Clock(Protocol):
+    """Where `Batches` reads the time and waits."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once `seconds` have passed on this clock."""
+        ...
+
+
+class LoopClock:
+    """The running event loop's clock."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+async def _as_they_are(batch: list[Item]) -> list[Item]:
+    return batch
 
 
 class StageError(RuntimeError):
@@ -47,15 +88,18 @@ class Batches:
         *,
         expected: int,
         limit: int,
-        limits: ParseLimits = DEFAULT_LIMITS,
+        parse: Parse = _as_they_are,
         feeders: Iterable[asyncio.Task[None]] = (),
+        clock: Clock | None = None,
     ) -> None:
-        """`feeders` are the tasks that put files on `arrived`: should one of them die, the
+        """`parse` is applied to each group as it is taken from `arrived` (default: none).
+        `feeders` are the tasks that put files on `arrived`: should one of them die, the
         writer learns of it (its error is raised by `next`) instead of waiting forever."""
         self.parsed: asyncio.Queue[list[Item]] = asyncio.Queue(2)
         self.left = expected  # files the writer has yet to take
         self._limit = max(1, limit)
-        self._limits = limits
+        self._parse_group = parse
+        self._clock = clock or LoopClock()
         self._feeders = list(feeders)
         self._carry: list[Item] = []
         self._handed = 0  # files parsed and handed on, since `_began`
@@ -67,29 +111,29 @@ class Batches:
             batch = [await arrived.get()]
             while len(batch) < self._limit and not arrived.empty():
                 batch.append(arrived.get_nowait())
-            batch = await parse_deferred(batch, self._limits)  # discards it if cancelled
+            batch = await self._parse_group(batch)  # discards it if cancelled
             try:
                 await self.parsed.put(batch)
             except BaseException:
                 discard(batch)
                 raise
             if self._began is None:
-                self._began = asyncio.get_running_loop().time()
+                self._began = self._clock.now()
             else:
                 self._handed += len(batch)
 
     async def next(self) -> list[Item]:
         """The next group to write in one transaction (at least one file, at most `limit`)."""
-        loop = asyncio.get_running_loop()
+        clock = self._clock
         batch, self._carry = self._carry or await self._first(), []
-        deadline = loop.time() + LINGER
+        deadline = clock.now() + LINGER
         while len(batch) < self._limit:
             if not self.parsed.empty():
                 more = self.parsed.get_nowait()
-            elif len(batch) >= self.left or not self._worth_waiting(batch, loop.time()):
+            elif len(batch) >= self.left or not self._worth_waiting(batch, clock.now()):
                 break
             else:
-                got = await self._get(deadline - loop.time())
+                got = await self._get(deadline - clock.now())
                 if got is None:
                     break
                 more = got
@@ -113,25 +157,24 @@ class Batches:
         """
         if not self.parsed.empty():
             return self.parsed.get_nowait()
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         getter = asyncio.ensure_future(self.parsed.get())
+        timer = None if timeout is None else asyncio.ensure_future(self._clock.sleep(timeout))
         taken = False
         try:
             while True:
                 watched = [t for t in (self._task, *self._feeders) if not t.done()]
-                left = None if deadline is None else max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait(
-                    [getter, *watched], timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
+                waits = [getter, *watched] if timer is None else [getter, timer, *watched]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     taken = True
                     return getter.result()
                 self._check_stages()
-                if not done:
+                if timer in done:
                     return None  # timed out
                 # a feeder ran out of files: wait on for the others
         finally:
+            if timer is not None:
+                timer.cancel()
             if not getter.done():
                 getter.cancel()
             elif not taken and not getter.cancelled() and getter.exception() is None:

@@ -215,7 +215,7 @@ async def fetch(
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
 
     With `defer_text`, a small uncompressed CSV/TSV is returned unparsed (`raw`), for
-    `formats.read_many` to parse together with others. A small compressed object is unpacked
+    `formats.many.read_many` to parse together with others. A small compressed object is unpacked
     in memory only up to `unpacked_limit` bytes (default: `spool_threshold`); past that it is
     kept compressed (`packed`) and parsed block by block as it is written, so a decompression
     bomb costs memory in proportion to a block. `limits` apply to every parse.

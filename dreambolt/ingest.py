@@ -10,7 +10,6 @@ costs memory in proportion to a batch, not to the file.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,33 +21,28 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
-from dreambolt.batching import Batches, discard, drain
 from dreambolt.embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from dreambolt.errors import InvalidS3UriError
-from dreambolt.fetch import ByteBudget, Failed, Fetched, fetch
+from dreambolt.fetch import ByteBudget, Fetched, fetch
 from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
-from dreambolt.load import load_frames
+from dreambolt.load import load_frame, plan_files
+from dreambolt.pipeline import Pipeline
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from dreambolt.s3.client import S3Client
 from dreambolt.s3.options import S3Options
-from dreambolt.sinks.duckdb import DuckDBSink, validate_table_name
-from dreambolt.sinks.embeddings import DuckDBEmbeddingCache
+from dreambolt.sinks import Sink, open_sink
+from dreambolt.sinks.names import validate_table_name
 from dreambolt.sources import Source, default_table_name, expand
 from dreambolt.spool import open_spool
 from dreambolt.write import (
-    GROUP_FILES,
     Run,
     Writer,
-    file_error,
-    is_contained,
     is_fatal,
-    is_interruption,
     status_of,
 )
 
 __all__ = ["Ingester"]
 
-log = logging.getLogger("dreambolt.ingest")
 T = TypeVar("T")
 OnError = Literal["skip", "abort"]
 Mode = Literal["append", "replace"]
@@ -56,10 +50,13 @@ INGEST_CONCURRENCY = 64
 
 
 class Ingester:
-    """Loads files from S3 or local disk into polars frames (`load`) or a DuckDB table (`ingest`).
+    """Loads files from S3 or local disk into polars frames (`load`) or a table (`ingest`).
 
     Use as `async with Ingester(db=...) as ing:`. An S3 client is created on first need (so
     local files need no AWS configuration) unless one is passed in; a passed client stays open.
+    The destination is the one `db` names (`dreambolt.sinks.open_sink`: a DuckDB file), opened
+    on first need, unless a `sink` (any `dreambolt.sinks.Sink`) is passed in: then `db` is not
+    used, and the passed sink stays open (its owner closes it).
     Like any SQL table, the table's rows have no order: DuckDB writes a big file's row groups
     from several threads at once. `preserve_order=True` keeps each file's rows in file order,
     at some speed (about 20% on a 1 GiB CSV).
@@ -84,6 +81,7 @@ class Ingester:
         max_line_bytes: int = DEFAULT_LIMITS.max_record_bytes,
         max_columns: int = DEFAULT_LIMITS.max_columns,
         csv: CsvOptions = NO_OPTIONS,
+        sink: Sink | None = None,
     ) -> None:
         """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
         and ValueError for an unknown model name or an invalid limit: before anything is
@@ -101,8 +99,7 @@ class Ingester:
         )
         self._own_embedder = isinstance(embed, str)
         self.embed_column = embed_column
-        self.db = str(db)
-        self._db_uri = Path(self.db).resolve().as_uri()
+        self.db = sink.name if sink is not None else str(db)
         self.on_error = on_error
         self.format = format
         self.csv = csv
@@ -116,7 +113,8 @@ class Ingester:
         self._own_client = False
         self.s3_options = s3 or S3Options()
         self._client_lock = asyncio.Lock()
-        self._sink: DuckDBSink | None = None
+        self._sink: Sink | None = sink
+        self._own_sink = sink is None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dreambolt-db")
         self._memory_cache = MemoryCache()
 
@@ -134,7 +132,7 @@ class Ingester:
         if self._own_client and self._client is not None:
             await self._client.close()
             self._client = None
-        if self._sink is not None:
+        if self._sink is not None and self._own_sink:
             sink, self._sink = self._sink, None
             await asyncio.get_running_loop().run_in_executor(self._executor, sink.close)
         self._executor.shutdown(wait=True)
@@ -165,10 +163,10 @@ class Ingester:
             await asyncio.wait([future])
             raise
 
-    async def sink(self) -> DuckDBSink:
-        """The database, opened on first use (SinkError if it cannot be)."""
+    async def sink(self) -> Sink:
+        """The destination, opened on first use (SinkError if it cannot be)."""
         if self._sink is None:
-            self._sink = await self._db(DuckDBSink, self.db, preserve_order=self.preserve_order)
+            self._sink = await self._db(open_sink, self.db, preserve_order=self.preserve_order)
         return self._sink
 
     async def _fetch(
@@ -221,26 +219,19 @@ class Ingester:
         stage = None
         if embedder is not None:
             stage = EmbedStage(embedder, self._memory_cache, embed_column or self.embed_column)
-        spool = open_spool()
+        declared = format or self.format
         try:
-            declared = format or self.format
-            frames = await load_frames(
+            return await load_frame(
                 sources,
-                lambda src: self._fetch(src, spool.path, declared, in_memory=True),
-                spool=spool.path,
+                lambda src, spool: self._fetch(src, spool, declared, in_memory=True),
                 budget=self.memory_budget,
                 files_in_flight=self.files_in_flight,
                 limits=self.limits,
                 stage=stage,
             )
         finally:
-            spool.close()
             if isinstance(embed, str) and embedder is not None:
                 await embedder.aclose()
-        frames = [frame for frame in frames if frame.width]
-        if not frames:
-            return pl.DataFrame()
-        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -274,16 +265,7 @@ class Ingester:
             table=table, db=self.db, started_at=datetime.now(UTC), dry_run=dry_run
         )
         self.last_report = report
-        opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
-        try:
-            sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
-        finally:
-            sink = await opening  # an unusable database is reported first, as before
-        own = {self._db_uri + suffix for suffix in ("", ".wal")}
-        sources = [s for s in sources if s.uri not in own]  # never ingest the database itself
-        for _, exc in failures:
-            if is_fatal(exc):
-                raise exc
+        sink, sources, failures = await self._expand(inputs, include, exclude)
         run = Run(
             table,
             uuid.uuid4().hex,
@@ -293,10 +275,49 @@ class Ingester:
             limits=self.limits,
         )
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
+        writer = Writer(sink, self._db, self.listener)
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
+        todo = await self._triage(run, writer, sources, failures, loaded, dry_run)
+        if self.embedder is not None:
+            cache = await self._db(sink.embedding_cache)
+            run.embed = EmbedStage(
+                self.embedder, AsyncCache(cache, run=self._db), self.embed_column
+            )
+        try:
+            await self._execute(run, writer, todo, loaded, format or self.format)
+        finally:
+            report.seconds = time.monotonic() - started
+        return report
+
+    async def _expand(
+        self, inputs: list[str], include: Sequence[str], exclude: Sequence[str]
+    ) -> tuple[Sink, list[Source], list[tuple[str, Exception]]]:
+        """Open the sink while the inputs are expanded; the sources (never the destination's
+        own files) and the inputs that failed. Raises the first failure that is fatal."""
+        opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
+        try:
+            sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
+        finally:
+            sink = await opening  # an unusable database is reported first, as before
+        sources = [s for s in sources if not sink.owns(s.uri)]  # never ingest the database
+        for _, exc in failures:
+            if is_fatal(exc):
+                raise exc
+        return sink, sources, failures
+
+    async def _triage(
+        self,
+        run: Run,
+        writer: Writer,
+        sources: list[Source],
+        failures: list[tuple[str, Exception]],
+        loaded: dict[str, str | None],
+        dry_run: bool,
+    ) -> list[Source]:
+        """Settle the files loaded already and the inputs that failed; the files to load."""
         todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
         pending = {s.uri for s in todo}
-        writer = Writer(sink, self._db, self.listener)
+        table = run.table
         await writer.settle(
             run,
             [
@@ -314,22 +335,39 @@ class Ingester:
         )
         if failures and self.on_error == "abort" and not dry_run:
             # An input that could not be expanded is the first failure: nothing more is fetched.
-            report.aborted = True
+            run.report.aborted = True
             writer.not_attempted(run, todo)
-            todo = []
-        if self.embedder is not None:
-            cache = await self._db(DuckDBEmbeddingCache, sink.con)
-            run.embed = EmbedStage(
-                self.embedder, AsyncCache(cache, run=self._db), self.embed_column
-            )
+            return []
+        return todo
+
+    async def _execute(
+        self,
+        run: Run,
+        writer: Writer,
+        todo: list[Source],
+        loaded: dict[str, str | None],
+        declared: str | None,
+    ) -> None:
+        """Plan (dry run) or load the files, with a spool folder for the run."""
+        report = run.report
         spool = open_spool()
         run.spool = spool.path
         try:
-            if dry_run:
-                await self._plan(run, todo, loaded, format or self.format)
+            if report.dry_run:
+                await plan_files(
+                    run, todo, loaded, lambda src: self._fetch(src, run.spool, declared)
+                )
             elif todo:
                 self.listener.planned(len(todo), sum(s.size for s in todo))
-                await self._pipeline(run, writer, todo, format or self.format)
+                pipeline = Pipeline(
+                    fetch=partial(self._fetch, declared=declared),
+                    listener=self.listener,
+                    files_in_flight=self.files_in_flight,
+                    spool_threshold=self.spool_threshold,
+                    on_error=self.on_error,
+                    limits=self.limits,
+                )
+                await pipeline.run(run, writer, todo)
         except asyncio.CancelledError:
             report.interrupted = True  # the report holds every file that committed
             raise
@@ -340,94 +378,3 @@ class Ingester:
                     "model": self.embedder.model if self.embedder else None,
                     **run.embed.stats.as_dict(),
                 }
-            report.seconds = time.monotonic() - started
-        return report
-
-    async def _plan(
-        self, run: Run, todo: list[Source], loaded: dict[str, str | None], declared: str | None
-    ) -> None:
-        """Dry run: what a real run would do to each file (with --embed: texts and tokens, for
-        which the new and changed files are downloaded and parsed, but nothing is written)."""
-        for src in todo:
-            result = FileResult(
-                src.uri,
-                "planned",
-                bytes=src.size,
-                etag=src.etag,
-                table=run.table,
-                action="changed" if src.uri in loaded else "new",
-            )
-            if run.embed is not None:
-                try:
-                    result.texts, result.tokens = await run.embed.plan(
-                        await self._fetch(src, run.spool, declared)
-                    )
-                except BaseException as exc:
-                    if not is_contained(exc):
-                        raise
-                    error = file_error(exc, src.uri, "read")
-                    result.status, result.error = status_of(error), ErrorInfo.of(error)
-            run.report.files.append(result)
-
-    async def _pipeline(
-        self, run: Run, writer: Writer, todo: list[Source], declared: str | None
-    ) -> None:
-        async def produce(src: Source) -> None:
-            cost = await run.budget.acquire(
-                src.size * 4 if src.size <= self.spool_threshold else 64 << 20
-            )
-            began = time.monotonic()
-            try:
-                self.listener.started(src.uri, src.size)
-                item: Fetched | Failed = await self._fetch(
-                    src, run.spool, declared, defer_text=run.embed is None
-                )
-                if run.embed is not None and isinstance(item, Fetched):
-                    item = await run.embed.apply(item, run.spool)
-            except BaseException as exc:  # every error of one file becomes its result
-                if is_interruption(exc):  # (a fatal one too: the writer then stops the run)
-                    await run.budget.release(cost)
-                    raise
-                item = Failed(src, file_error(exc, src.uri, "read"))
-            item.cost, item.seconds = cost, time.monotonic() - began
-            await run.queue.put(item)
-
-        # files_in_flight workers take the files in order (cheaper than a task per file
-        # parked on a semaphore: with thousands waiting, every wake-up costs).
-        pending = iter(todo)
-
-        async def work() -> None:
-            for src in pending:  # shared: each file is taken by exactly one worker
-                await produce(src)
-
-        producers = [
-            asyncio.create_task(work()) for _ in range(min(self.files_in_flight, len(todo)))
-        ]
-        limit = GROUP_FILES if self.on_error == "skip" else 1  # abort: file by file
-        batches = Batches(
-            run.queue, expected=len(todo), limit=limit, limits=self.limits, feeders=producers
-        )
-        done: set[str] = set()
-        try:
-            while batches.left:
-                batch = await batches.next()
-                try:
-                    results = await writer.write_batch(run, batch)
-                finally:
-                    for item in batch:
-                        await run.budget.release(item.cost)
-                for item, result in zip(batch, results, strict=True):
-                    done.add(item.source.uri)
-                    if isinstance(item, Failed) and is_fatal(item.error):
-                        raise item.error
-                    if result.status not in ("loaded", "unchanged") and self.on_error == "abort":
-                        run.report.aborted = True
-                if run.report.aborted:
-                    break
-        finally:
-            for task in producers:
-                task.cancel()
-            await asyncio.gather(*producers, return_exceptions=True)
-            discard([*await batches.close(), *drain(run.queue)])
-        if run.report.aborted:
-            writer.not_attempted(run, [src for src in todo if src.uri not in done])

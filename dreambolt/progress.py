@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -21,7 +19,6 @@ from dreambolt.report import FileResult, IngestReport
 
 __all__ = ["RichListener", "human_bytes", "print_plan", "print_summary"]
 
-log = logging.getLogger("dreambolt.cli")
 
 _STYLE = {
     "loaded": "green",
@@ -93,10 +90,6 @@ class RichListener:
             self.progress.update(self._overall, advance=nbytes)
 
     def finished(self, result: FileResult) -> None:
-        if result.status in ("loaded", "unchanged"):  # the writer logs the others (WARNING)
-            log.info(
-                "%s %s: %d rows, %d bytes", result.status, result.uri, result.rows, result.bytes
-            )
         task = self._active.pop(result.uri, None)
         if task is not None:
             self.progress.remove_task(task)

@@ -2,7 +2,11 @@
 
 Small parsed files that are ready together are written in one transaction (a file's rows always
 commit with its ledger row); big ones, and any file of a group that failed, go one by one.
-Files that were not loaded get ledger rows too, in bulk.
+Files that were not loaded get ledger rows too, in bulk. The writer talks to the destination
+through the `Sink` protocol only (`dreambolt.sinks.base`): it does not know which one it is.
+
+Each file's outcome is logged once on `dreambolt.ingest`, as it enters the report: loaded and
+unchanged files at INFO, skipped and failed ones at WARNING (with the error's type and message).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
 import polars as pl
 
 from dreambolt.embed import EmbedStage
@@ -27,12 +30,14 @@ from dreambolt.errors import (
     S3AuthError,
     S3NotFoundError,
     SinkError,
+    redact,
 )
 from dreambolt.fetch import ByteBudget, Failed, Fetched
-from dreambolt.formats.read import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes, read_many
+from dreambolt.formats.many import read_many
+from dreambolt.formats.read import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes
 from dreambolt.prefetch import Prefetch
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, Status
-from dreambolt.sinks.duckdb import DuckDBSink, FileWrite, Written
+from dreambolt.sinks.base import FileWrite, Sink, Written
 from dreambolt.sources import Source
 
 __all__ = [
@@ -43,6 +48,7 @@ __all__ = [
     "is_contained",
     "is_fatal",
     "is_interruption",
+    "log_outcome",
     "parse_deferred",
     "status_of",
 ]
@@ -98,14 +104,32 @@ def is_contained(exc: BaseException) -> bool:
 
 def file_error(exc: BaseException, uri: str, stage: str) -> Exception:
     """The error to report for one file: DreamBolt's and OS errors as they are, anything else
-    (a DuckDB, pyarrow or polars error, a parser panic) described with the file's name."""
+    (a pyarrow or polars error, a parser panic) described with the file's name. (The sink
+    describes its own errors, and the readers theirs: `formats.parse_errors.translated`.)"""
     if isinstance(exc, DreamBoltError | OSError):
         return exc
-    if isinstance(exc, duckdb.Error):
-        return SinkError(f"{uri}: DuckDB refused the rows: {exc}")
     kind = FormatError if stage == "read" else SinkError
     what = " ".join(str(exc).split())[:500] or "no message"
     return kind(f"{uri}: could not be {stage}: {type(exc).__name__}: {what}")
+
+
+def log_outcome(result: FileResult) -> None:
+    """Log a file's outcome on `dreambolt.ingest`: INFO when it is in the table (loaded or
+    unchanged), WARNING with the error when it is not (skipped or failed)."""
+    took = f"{result.bytes} bytes, {result.seconds:.3f}s"
+    if result.error is None:
+        log.info("%s %s: %d rows, %s", result.status, redact(result.uri), result.rows, took)
+        return
+    code = f" [{result.error.code}]" if result.error.code else ""
+    log.warning(
+        "%s %s: %s%s: %s (%s)",
+        result.status,
+        redact(result.uri),
+        result.error.type,
+        code,
+        redact(result.error.message),
+        took,
+    )
 
 
 @dataclass(slots=True)
@@ -182,25 +206,29 @@ class Writer:
     interrupted run says exactly what is in the table.
     """
 
-    def __init__(self, sink: DuckDBSink, run_db: DbRunner, listener: Listener) -> None:
+    def __init__(self, sink: Sink, run_db: DbRunner, listener: Listener) -> None:
         self.sink = sink
         self._db = run_db
         self.listener = listener
 
+    def _finish(self, run: Run, result: FileResult, *, notify: bool = True) -> None:
+        """A file's final result: into the report and the log, and to the listener."""
+        run.report.files.append(result)
+        log_outcome(result)
+        if notify:
+            self.listener.finished(result)
+
     async def settle(self, run: Run, results: list[FileResult], dry_run: bool = False) -> None:
         """Record files that were not loaded in the ledger and the report; tell the listener."""
         for result in results:
-            run.report.files.append(result)
-            if result.error is not None:
-                log.warning("%s %s: %s", result.status, result.uri, result.error.message)
-            self.listener.finished(result)
+            self._finish(run, result)
         if not dry_run and results:
             sink = self.sink
             try:
                 await self._db(sink.record, run.table, results, run_id=run.run_id)
-            except (duckdb.Error, OSError) as exc:  # the ledger cannot be written: nothing can
+            except OSError as exc:  # the ledger cannot be written: nothing can
                 raise SinkError(
-                    f"{sink.path}: cannot write the load ledger: {exc}; check the "
+                    f"{sink.name}: cannot write the load ledger: {exc}; check the "
                     "disk and the --db path",
                     code="IOError",
                     fatal=True,
@@ -246,8 +274,7 @@ class Writer:
         )
         if not written.unchanged:
             run.rebuild = False
-        run.report.files.append(result)
-        self.listener.finished(result)
+        self._finish(run, result)
         return result
 
     async def write_batch(self, run: Run, batch: list[Fetched | Failed]) -> list[FileResult]:
@@ -282,11 +309,11 @@ class Writer:
             return {}  # one of them is bad: the caller writes them one by one to find it
         return results
 
-    @staticmethod
-    def not_attempted(run: Run, sources: Sequence[Source]) -> None:
+    def not_attempted(self, run: Run, sources: Sequence[Source]) -> None:
         """Report files an aborted run never tried (no ledger row: nothing was attempted)."""
         for src in sources:
-            run.report.files.append(
+            self._finish(
+                run,
                 FileResult(
                     src.uri,
                     "skipped",
@@ -298,7 +325,8 @@ class Writer:
                         None,
                         "not attempted: the run stopped at the first failure (--on-error abort)",
                     ),
-                )
+                ),
+                notify=False,
             )
 
     async def _fail(

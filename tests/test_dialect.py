@@ -21,13 +21,13 @@ from test_formats_hostile import both
 
 from dreambolt.errors import FormatError
 from dreambolt.formats.dialect import duckdb_names
+from dreambolt.formats.many import read_many
 from dreambolt.formats.read import (
     BLOCK_BYTES,
     CsvOptions,
     FileFormat,
     detect_format,
     read_bytes,
-    read_many,
 )
 
 NAME = "s3://bucket/real/file.csv"

@@ -18,13 +18,13 @@ from polars.testing import assert_frame_equal
 
 from dreambolt.errors import FormatError
 from dreambolt.formats import read as formats
+from dreambolt.formats.many import read_many
 from dreambolt.formats.read import (
     HEAD_BYTES,
     FileFormat,
     detect_format,
     iter_file,
     read_bytes,
-    read_many,
 )
 
 

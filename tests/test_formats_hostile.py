@@ -34,6 +34,7 @@ from polars.testing import assert_frame_equal
 from dreambolt.errors import FormatError
 from dreambolt.formats import read as formats
 from dreambolt.formats.compression import decompress_capped
+from dreambolt.formats.many import read_many
 from dreambolt.formats.read import (
     DEFAULT_LIMITS,
     CsvOptions,
@@ -42,7 +43,6 @@ from dreambolt.formats.read import (
     iter_bytes,
     iter_file,
     read_bytes,
-    read_many,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from dreambolt.errors import SinkError
 from dreambolt.ingest import Ingester
 from dreambolt.report import FileResult, IngestReport
 from dreambolt.s3.options import S3Options
-from dreambolt.sinks.duckdb import LEDGER
+from dreambolt.sinks.duckdb import LEDGER, DuckDBSink
 from dreambolt.sources import default_table_name
 
 FAST = {"backoff_factor": 0.01, "max_backoff": 0.05}
@@ -851,6 +851,7 @@ async def test_preserve_order_keeps_a_big_files_rows_in_file_order(tmp_path: Pat
         report = await ing.ingest(str(big), table="t")
         assert report.rows == rows
         sink = await ing.sink()
+        assert isinstance(sink, DuckDBSink)
         assert sink.con.execute(
             "SELECT current_setting('preserve_insertion_order')"
         ).fetchone() == (True,)
@@ -859,6 +860,7 @@ async def test_preserve_order_keeps_a_big_files_rows_in_file_order(tmp_path: Pat
     async with Ingester(db=unordered, spool_threshold=1 << 20) as ing:
         await ing.ingest(str(big), table="t")
         sink = await ing.sink()
+        assert isinstance(sink, DuckDBSink)
         assert sink.con.execute(
             "SELECT current_setting('preserve_insertion_order')"
         ).fetchone() == (False,)

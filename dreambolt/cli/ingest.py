@@ -190,7 +190,7 @@ def _checked_inputs(err: Console, uris: tuple[str, ...], params: dict[str, Any])
         )
     if params["table"] is not None:
         from dreambolt.errors import SinkError
-        from dreambolt.sinks.duckdb import validate_table_name
+        from dreambolt.sinks.names import validate_table_name
 
         try:
             validate_table_name(params["table"])

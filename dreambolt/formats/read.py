@@ -24,15 +24,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
-from dreambolt.errors import FormatError
 from dreambolt.formats import duckread
-from dreambolt.formats.blocks import csv_rows, joined, record_blocks
+from dreambolt.formats.blocks import joined, record_blocks
 from dreambolt.formats.columnar import arrow_frames, read_arrow
 from dreambolt.formats.compression import (
     READ_BYTES,
@@ -53,7 +52,7 @@ from dreambolt.formats.detect import (
     first_char,
     is_text,
 )
-from dreambolt.formats.dialect import Dialect, plain
+from dreambolt.formats.dialect import Dialect
 from dreambolt.formats.jsondepth import json_too_deep
 from dreambolt.formats.jsonread import is_document, read_json
 from dreambolt.formats.limits import (
@@ -67,9 +66,9 @@ from dreambolt.formats.limits import (
     nesting,
     too_deep,
 )
-from dreambolt.formats.parse_errors import FATAL, translated
+from dreambolt.formats.parse_errors import translated
 from dreambolt.formats.transcode import encoding_of, transcoded, transcoded_bytes
-from dreambolt.formats.widening import faithful, later_block
+from dreambolt.formats.widening import later_block
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -85,8 +84,8 @@ __all__ = [
     "is_text",
     "iter_bytes",
     "iter_file",
+    "parse_whole",
     "read_bytes",
-    "read_many",
 ]
 
 INFER_ROWS = 10_000  # rows of CSV/TSV that column types are inferred from
@@ -114,87 +113,7 @@ def read_bytes(
             raw = transcoded_bytes(raw, encoding)
         if fmt.compression is None and _lines(fmt, raw) and len(raw) > limits.max_record_bytes:
             _guard(fmt, limits).feed(raw)
-        return _parse(raw, fmt, limits)
-
-
-def read_many(
-    items: Sequence[tuple[bytes, FileFormat, str]], *, limits: ParseLimits = DEFAULT_LIMITS
-) -> list[pl.DataFrame | FormatError]:
-    """Parse many small in-memory files (data, format, name); per-file errors are returned.
-
-    Each parser call costs about a millisecond whatever the size, which dominates for small
-    files. So uncompressed CSV/TSV files that share a header line, have no quote characters (no
-    record spans lines) and at most `INFER_ROWS` rows are parsed as one buffer and split by
-    their row counts. Each file keeps that result only if it has the types it gets parsed alone
-    (see `widening.faithful`); the others, and all if the joint parse fails, are parsed one by one.
-    """
-    results: list[pl.DataFrame | FormatError | None] = [None] * len(items)
-    groups: dict[tuple[Format, bytes], list[int]] = {}
-    for index, (data, fmt, _) in enumerate(items):
-        end = data.find(b"\n")
-        header = data[:end]
-        if (
-            fmt.kind in ("csv", "tsv")
-            and fmt.compression is None
-            and end >= 0
-            and fmt.options == NO_OPTIONS
-            and header.strip()
-            and b'"' not in data
-            and len(data) <= limits.max_record_bytes
-            and plain(data, fmt.kind, fmt.options) is not None
-        ):
-            groups.setdefault((fmt.kind, header.rstrip(b"\r")), []).append(index)
-        else:
-            results[index] = _read_one(*items[index], limits)
-    for (kind, header), members in groups.items():
-        frames = _read_joined(header, kind, [items[i][0] for i in members], limits)
-        for index, frame in zip(members, frames, strict=True):
-            results[index] = frame if frame is not None else _read_one(*items[index], limits)
-    return [r if r is not None else pl.DataFrame() for r in results]
-
-
-def _read_one(
-    data: bytes, fmt: FileFormat, name: str, limits: ParseLimits
-) -> pl.DataFrame | FormatError:
-    try:
-        return read_bytes(data, fmt, name=name, limits=limits)
-    except FormatError as exc:
-        return exc
-
-
-def _read_joined(
-    header: bytes, kind: Format, datas: list[bytes], limits: ParseLimits
-) -> list[pl.DataFrame | None]:
-    """Parse CSV bodies under one header as one buffer: a frame per file, None where that file
-    must be parsed alone."""
-    bodies, counts = [], []
-    for data in datas:
-        body = data.partition(b"\n")[2]
-        if body and not body.endswith(b"\n"):
-            body += b"\n"
-        bodies.append(body)
-        counts.append(csv_rows(body))
-    together = [i for i, count in enumerate(counts) if count < INFER_ROWS]
-    results: list[pl.DataFrame | None] = [None] * len(datas)
-    if len(together) < 2:
-        return results
-    separator = "\t" if kind == "tsv" else ","
-    data = b"".join([header, b"\n", *(bodies[i] for i in together)])
-    try:
-        frame = _parse(data, FileFormat(kind), limits)  # a misfit: parsed alone (`faithful`)
-        text = pl.read_csv(data, separator=separator, infer_schema=False, raise_if_empty=False)
-    except BaseException as exc:
-        if isinstance(exc, FATAL):
-            raise
-        return results
-    sizes = [counts[i] for i in together]
-    if frame.height != sum(sizes) or text.shape != frame.shape or frame.columns != text.columns:
-        return results  # sniffed into another dialect, say: each file alone
-    starts = itertools.accumulate(sizes, initial=0)
-    kept = faithful(frame.schema, text, sizes)
-    for index, start, size, ok in zip(together, starts, sizes, kept, strict=False):
-        results[index] = frame.slice(start, size) if ok else None
-    return results
+        return parse_whole(raw, fmt, limits)
 
 
 def iter_file(
@@ -308,8 +227,8 @@ def _text(
         first = next(pieces, b"")
         pieces = itertools.chain([first], pieces)
     if _document(fmt, first):
-        yield _parse(joined(pieces, limits, None), fmt, limits)
-    else:  # a "json" file that is not one document is NDJSON, as in `_parse`
+        yield parse_whole(joined(pieces, limits, None), fmt, limits)
+    else:  # a "json" file that is not one document is NDJSON, as in `parse_whole`
         yield from _text_frames(pieces, fmt, name, limits, eol_of(first))
 
 
@@ -337,7 +256,7 @@ def _document(fmt: FileFormat, start: bytes) -> bool:
     return fmt.kind in ("json", "ndjson") and is_document(fmt.kind, start)
 
 
-def _parse(raw: bytes, fmt: FileFormat, limits: ParseLimits) -> pl.DataFrame:
+def parse_whole(raw: bytes, fmt: FileFormat, limits: ParseLimits) -> pl.DataFrame:
     return _parse_first(raw, fmt, limits)[0]
 
 

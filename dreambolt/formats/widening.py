@@ -2,7 +2,7 @@
 
 `later_block` parses a block after the first with the schema so far, widening a column (by
 `merged`, as polars infers from both at once) where its values need it, without loss.
-`faithful` tells which small CSVs parsed together (`formats.read_many`) got the types each
+`faithful` tells which small CSVs parsed together (`formats.many.read_many`) got the types each
 would get parsed alone.
 """
 

@@ -1,4 +1,4 @@
-"""The DuckDB sink: data tables with lineage columns, and the per-file load ledger.
+"""The DuckDB sink (a `Sink`): data tables with lineage columns, and the per-file load ledger.
 
 One `DuckDBSink` owns one connection and is used from one thread at a time (the ingester runs it
 on a single worker thread). Each file's rows and its ledger row commit in one transaction, so a
@@ -17,34 +17,27 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import duckdb
 import polars as pl
-import pyarrow as pa
-from polars.exceptions import PanicException
 
-from dreambolt.errors import DreamBoltError, SinkError
+from dreambolt.errors import SinkError
 from dreambolt.report import FileResult
 from dreambolt.sinks import destination, ledger
-from dreambolt.sinks.failures import io_failure
-from dreambolt.sinks.frames import (
-    FileWrite,
-    FrameStream,
-    Signature,
-    check_lineage,
-    signature,
-    with_lineage,
-)
+from dreambolt.sinks.base import FileWrite, Written
+from dreambolt.sinks.embeddings import DuckDBEmbeddingCache
+from dreambolt.sinks.failures import Busy, io_failure, retryable, write_error
+from dreambolt.sinks.frames import FrameStream, Signature, check_lineage, signature, with_lineage
 from dreambolt.sinks.ledger import LEDGER
 from dreambolt.sinks.memory import MemoryCap, parse_size
-from dreambolt.sinks.schema import CAST_MARK, Schemas
-from dreambolt.sinks.sql import Transaction, quote, validate_table_name
+from dreambolt.sinks.schema import Schemas
+from dreambolt.sinks.sql import Transaction, quote
 
-__all__ = ["LEDGER", "DuckDBSink", "FileWrite", "Written", "quote", "validate_table_name"]
+__all__ = ["LEDGER", "DuckDBSink", "FileWrite", "Written", "quote"]
 
 T = TypeVar("T")
 _FRAME = "__dreambolt_frame"
@@ -52,22 +45,8 @@ _HEAD = "__dreambolt_head"
 _FIRST_DELAY, _MAX_DELAY = 0.005, 0.25  # between tries of a claim another writer holds
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What `write_file`/`write_many` did with one file."""
-
-    rows: int
-    replaced: bool  # an earlier version's rows were replaced
-    unchanged: bool = False  # (uri, etag) was already loaded when this write took its claim:
-    #                          nothing written (rows 0; the ledger has an 'unchanged' row)
-
-
-class _Busy(Exception):
-    """Another open transaction holds the table's claim (or committed since ours began)."""
-
-
 class DuckDBSink:
-    """Writes frames into DuckDB tables and keeps the load ledger."""
+    """Writes frames into DuckDB tables and keeps the load ledger: the `Sink` of a DuckDB file."""
 
     def __init__(
         self,
@@ -122,6 +101,22 @@ class DuckDBSink:
         """Close the connection (uncommitted work is rolled back)."""
         self.con.close()
 
+    @property
+    def name(self) -> str:
+        """The database as the user named it."""
+        return self.path
+
+    def owns(self, uri: str) -> bool:
+        """Whether `uri` is the database file or its write-ahead log."""
+        if self.file == ":memory:":
+            return False
+        own = Path(self.file).as_uri()
+        return uri in (own, own + ".wal")
+
+    def embedding_cache(self) -> DuckDBEmbeddingCache:
+        """The `_dreambolt_embeddings` table of this database (created if missing)."""
+        return DuckDBEmbeddingCache(self.con)
+
     # --- reading state -----------------------------------------------------------------
 
     def loaded(self, table: str) -> dict[str, str | None]:
@@ -161,25 +156,35 @@ class DuckDBSink:
         file fails (IOError); SinkError naming the file when its rows cannot be converted; and
         whatever the frames raise (FormatError...). The transaction is rolled back in each case.
         """
-        now = datetime.now(UTC)
         stream = FrameStream(frames, uri)
+        load = partial(self._insert_file, table, uri, etag, size, stream, run_id, rebuild)
+        return self._write(table, load, what=uri, replayable=lambda: not stream.started)
 
-        def body() -> Written:
-            if rebuild:
-                self._drop_table(table)
-            active = ledger.active_etags(self.con, table, [uri])
-            if etag is not None and uri in active and active[uri] == etag:
-                self._note_unchanged(
-                    table, [FileResult(uri, "unchanged", bytes=size, etag=etag)], run_id, now
-                )
-                return Written(0, False, unchanged=True)
-            replaced = bool(self._drop_previous(table, list(active)))
-            self._stream_into(table, stream, uri, etag, now)
-            done = FileResult(uri, "loaded", rows=stream.rows, bytes=size, etag=etag)
-            ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now, active=True)
-            return Written(stream.rows, replaced)
-
-        return self._write(table, body, what=uri, replayable=lambda: not stream.started)
+    def _insert_file(
+        self,
+        table: str,
+        uri: str,
+        etag: str | None,
+        size: int,
+        stream: FrameStream,
+        run_id: str,
+        rebuild: bool,
+    ) -> Written:
+        """`write_file`'s work, inside the write transaction."""
+        now = datetime.now(UTC)
+        if rebuild:
+            self._drop_table(table)
+        active = ledger.active_etags(self.con, table, [uri])
+        if etag is not None and uri in active and active[uri] == etag:
+            self._note_unchanged(
+                table, [FileResult(uri, "unchanged", bytes=size, etag=etag)], run_id, now
+            )
+            return Written(0, False, unchanged=True)
+        replaced = bool(self._drop_previous(table, list(active)))
+        self._stream_into(table, stream, uri, etag, now)
+        done = FileResult(uri, "loaded", rows=stream.rows, bytes=size, etag=etag)
+        ledger.add(self.con, table, ledger.rows_of([done]), run_id=run_id, at=now, active=True)
+        return Written(stream.rows, replaced)
 
     def write_many(
         self,
@@ -196,81 +201,86 @@ class DuckDBSink:
         in as one Arrow batch. If anything fails the whole group rolls back and the error
         propagates: the caller then writes the files one by one to find the culprit.
         """
-        now = datetime.now(UTC)
         for f in files:
             if f.frame.width:
                 check_lineage(f.frame, f.uri)
-
-        def body() -> list[Written]:
-            if rebuild:
-                self._drop_table(table)
-            active = ledger.active_etags(self.con, table, [f.uri for f in files])
-            same = {
-                f.uri
-                for f in files
-                if f.etag is not None and f.uri in active and active[f.uri] == f.etag
-            }
-            todo = [f for f in files if f.uri not in same]
-            replaced = self._drop_previous(table, [u for u in active if u not in same])
-            groups: dict[Signature, list[FileWrite]] = {}
-            for f in todo:
-                if f.frame.width:
-                    groups.setdefault(signature(f.frame), []).append(f)
-            for shape, members in groups.items():
-                self.con.register(_FRAME, with_lineage(members).to_arrow())
-                try:
-                    self._schemas.insert(table, _FRAME, shape, None, None, now)
-                finally:
-                    with contextlib.suppress(duckdb.Error):
-                        self.con.unregister(_FRAME)
-            done = [
-                FileResult(f.uri, "loaded", rows=f.frame.height, bytes=f.size, etag=f.etag)
-                for f in todo
-            ]
-            if done:
-                ledger.add(
-                    self.con, table, ledger.rows_of(done), run_id=run_id, at=now, active=True
-                )
-            self._note_unchanged(
-                table,
-                [
-                    FileResult(f.uri, "unchanged", bytes=f.size, etag=f.etag)
-                    for f in files
-                    if f.uri in same
-                ],
-                run_id,
-                now,
-            )
-            return [
-                Written(0, False, unchanged=True)
-                if f.uri in same
-                else Written(f.frame.height, f.uri in replaced)
-                for f in files
-            ]
-
         named = ", ".join(f.uri for f in files[:3]) + (
             f" and {len(files) - 3} more" if len(files) > 3 else ""
         )
-        return self._write(table, body, what=named or "no files", replayable=lambda: True)
+        load = partial(self._load_group, table, files, run_id, rebuild)
+        return self._write(table, load, what=named or "no files", replayable=lambda: True)
+
+    def _load_group(
+        self, table: str, files: Sequence[FileWrite], run_id: str, rebuild: bool
+    ) -> list[Written]:
+        """`write_many`'s work, inside the write transaction."""
+        now = datetime.now(UTC)
+        if rebuild:
+            self._drop_table(table)
+        active = ledger.active_etags(self.con, table, [f.uri for f in files])
+        same = {
+            f.uri
+            for f in files
+            if f.etag is not None and f.uri in active and active[f.uri] == f.etag
+        }
+        todo = [f for f in files if f.uri not in same]
+        replaced = self._drop_previous(table, [u for u in active if u not in same])
+        self._insert_group(table, todo, now)
+        done = [
+            FileResult(f.uri, "loaded", rows=f.frame.height, bytes=f.size, etag=f.etag)
+            for f in todo
+        ]
+        if done:
+            ledger.add(self.con, table, ledger.rows_of(done), run_id=run_id, at=now, active=True)
+        unchanged = [
+            FileResult(f.uri, "unchanged", bytes=f.size, etag=f.etag)
+            for f in files
+            if f.uri in same
+        ]
+        self._note_unchanged(table, unchanged, run_id, now)
+        return [
+            Written(0, False, unchanged=True)
+            if f.uri in same
+            else Written(f.frame.height, f.uri in replaced)
+            for f in files
+        ]
+
+    def _insert_group(self, table: str, files: Sequence[FileWrite], now: datetime) -> None:
+        """Insert small files' rows: the files of one shape as one Arrow batch."""
+        groups: dict[Signature, list[FileWrite]] = {}
+        for f in files:
+            if f.frame.width:
+                groups.setdefault(signature(f.frame), []).append(f)
+        for shape, members in groups.items():
+            self.con.register(_FRAME, with_lineage(members).to_arrow())
+            try:
+                self._schemas.insert(table, _FRAME, shape, None, None, now)
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    self.con.unregister(_FRAME)
 
     def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
-        """Add ledger rows, in one statement, for files that were not loaded."""
-        if results:
-            try:
-                with Transaction(self.con):
-                    ledger.add(
-                        self.con,
-                        table,
-                        ledger.rows_of(results),
-                        run_id=run_id,
-                        at=datetime.now(UTC),
-                        active=False,
-                    )
-            except duckdb.Error as exc:
-                fatal = io_failure(exc, self.path, self.file)
-                if fatal is None:
-                    raise
-                raise fatal from exc
+        """Add ledger rows, in one statement, for files that were not loaded; a fatal SinkError
+        if the ledger cannot be written (then nothing can)."""
+        if not results:
+            return
+        try:
+            with Transaction(self.con):
+                ledger.add(
+                    self.con,
+                    table,
+                    ledger.rows_of(results),
+                    run_id=run_id,
+                    at=datetime.now(UTC),
+                    active=False,
+                )
+        except duckdb.Error as exc:
+            raise io_failure(exc, self.path, self.file) or SinkError(
+                f"{self.path}: cannot write the load ledger: {exc}; check the disk and the --db "
+                "path",
+                code="IOError",
+                fatal=True,
+            ) from exc
 
     # --- transactions --------------------------------------------------------------------
 
@@ -284,36 +294,38 @@ class DuckDBSink:
         delay = _FIRST_DELAY
         while True:
             try:
-                try:
-                    if table not in self._claim_rows:
-                        ledger.ensure_claim(self.con, table)
-                        self._claim_rows.add(table)
-                    with Transaction(self.con):
-                        self._schemas.fresh.clear()
-                        seen = self._claim(table)
-                        result = body()
-                finally:
-                    self._schemas.fresh.clear()
-                    with contextlib.suppress(duckdb.Error):
-                        self._memory.release()
+                result, seen = self._attempt(table, body)
             except BaseException as exc:
                 self._forget(table)  # DDL may have been rolled back with the transaction
-                retry = isinstance(exc, _Busy) or (
-                    isinstance(exc, duckdb.TransactionException)
-                    and replayable()
-                    and io_failure(exc, self.path, self.file) is None
-                )
                 left = deadline - time.monotonic()
-                if not retry or left <= 0:
-                    error = self._translate(exc, table, what)
+                if not retryable(exc, replayable, self.path, self.file) or left <= 0:
+                    error = write_error(
+                        exc, table, what, db=self.path, file=self.file, waited=self.lock_timeout
+                    )
                     if error is exc:
                         raise
-                    raise error from (exc.__cause__ if isinstance(exc, _Busy) else exc)
+                    raise error from (exc.__cause__ if isinstance(exc, Busy) else exc)
                 time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, _MAX_DELAY)
                 continue
             self._claimed[table] = seen + 1
             return result
+
+    def _attempt(self, table: str, body: Callable[[], T]) -> tuple[T, int]:
+        """One try of `_write`: `body`'s result, and the table's write count before it."""
+        try:
+            if table not in self._claim_rows:
+                ledger.ensure_claim(self.con, table)
+                self._claim_rows.add(table)
+            with Transaction(self.con):
+                self._schemas.fresh.clear()
+                seen = self._claim(table)
+                result = body()
+        finally:
+            self._schemas.fresh.clear()
+            with contextlib.suppress(duckdb.Error):
+                self._memory.release()
+        return result, seen
 
     def _claim(self, table: str) -> int:
         """Take the table's claim (the transaction's first statement); forget what this sink
@@ -321,49 +333,13 @@ class DuckDBSink:
         try:
             seen = ledger.claim(self.con, table)
         except duckdb.TransactionException as exc:
-            raise _Busy(str(exc)) from exc
+            raise Busy(str(exc)) from exc
         if seen is None:  # the claim row is gone (someone deleted it): make it again
             self._claim_rows.discard(table)
-            raise _Busy("no claim row")
+            raise Busy("no claim row")
         if self._claimed.get(table) != seen:
             self._forget(table)
         return seen
-
-    def _translate(self, exc: BaseException, table: str, what: str) -> BaseException:
-        """The error to raise for `exc`, raised while writing `what` into `table`."""
-        if isinstance(exc, DreamBoltError):
-            return exc
-        fatal = io_failure(exc, self.path, self.file)
-        if fatal is not None:
-            return fatal
-        if isinstance(exc, _Busy):
-            return SinkError(
-                f"{what}: table {table!r} of {self.path!r} was being written by another "
-                f"connection of this process for over {self.lock_timeout:g}s (another Ingester "
-                "on the same database?); not loaded: run again once it is done",
-                code="Busy",
-            )
-        if isinstance(exc, duckdb.InvalidInputException) and CAST_MARK in str(exc):
-            return SinkError(str(exc).split(CAST_MARK, 1)[1])
-        if isinstance(exc, pa.ArrowException | PanicException):
-            hint = (
-                "polars failed on this file's data (a bug in polars: please report it with "
-                "the file)"
-                if isinstance(exc, PanicException)
-                else "a column nested this deep, or of this type, cannot be handed over: flatten "
-                "or drop it before loading"
-            )
-            return SinkError(
-                f"{what}: the rows could not be handed to DuckDB "
-                f"({type(exc).__name__}: {exc}); not loaded: {hint}"
-            )
-        if isinstance(exc, duckdb.TransactionException):
-            return SinkError(
-                f"{what}: table {table!r} was changed by another writer at the same time "
-                f"({exc}); not loaded: run again",
-                code="Conflict",
-            )
-        return exc
 
     def _note_unchanged(
         self, table: str, results: list[FileResult], run_id: str, now: datetime

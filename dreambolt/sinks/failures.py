@@ -12,12 +12,16 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Callable
 
 import duckdb
+import pyarrow as pa
+from polars.exceptions import PanicException
 
-from dreambolt.errors import SinkError
+from dreambolt.errors import DreamBoltError, SinkError
+from dreambolt.sinks.schema import CAST_MARK
 
-__all__ = ["NO_ROOM", "io_failure", "is_lock_error"]
+__all__ = ["NO_ROOM", "Busy", "io_failure", "is_lock_error", "write_error"]
 
 _LOCKED = re.compile(r"\b(?:set lock|conflicting lock)\b", re.IGNORECASE)
 
@@ -39,6 +43,10 @@ _IO = frozenset(
 )
 
 
+class Busy(Exception):
+    """Another open transaction holds the table's claim (or committed since ours began)."""
+
+
 def is_lock_error(exc: duckdb.IOException) -> bool:
     """Whether DuckDB could not lock the file (another process has it open)."""
     # DuckDB has no exception class or code for this one; its message is the only sign:
@@ -51,6 +59,18 @@ def _errno_in(text: str, codes: frozenset[int]) -> int | None:
         if os.strerror(code) in text:
             return code
     return None
+
+
+def retryable(
+    exc: BaseException, replayable: Callable[[], bool], db: str, file: str | None
+) -> bool:
+    """Another writer held the claim (`Busy`), or a write conflict while the write can still be
+    replayed, and not the database's disk or file failing."""
+    return isinstance(exc, Busy) or (
+        isinstance(exc, duckdb.TransactionException)
+        and replayable()
+        and io_failure(exc, db, file) is None
+    )
 
 
 def io_failure(exc: BaseException, db: str, file: str | None = None) -> SinkError | None:
@@ -111,3 +131,45 @@ def _io_error(db: str, exc: BaseException) -> SinkError:
         code="IOError",
         fatal=True,
     )
+
+
+def write_error(
+    exc: BaseException, table: str, what: str, *, db: str, file: str, waited: float
+) -> BaseException:
+    """The error to raise for `exc`, raised while writing `what` into `table` of `db` (the
+    file `file`), after waiting up to `waited` seconds for the table's claim: `exc` itself when
+    it is DreamBolt's own or not the sink's (an interruption, a parser's error)."""
+    if isinstance(exc, DreamBoltError):
+        return exc
+    fatal = io_failure(exc, db, file)
+    if fatal is not None:
+        return fatal
+    if isinstance(exc, Busy):
+        return SinkError(
+            f"{what}: table {table!r} of {db!r} was being written by another "
+            f"connection of this process for over {waited:g}s (another Ingester "
+            "on the same database?); not loaded: run again once it is done",
+            code="Busy",
+        )
+    if isinstance(exc, duckdb.InvalidInputException) and CAST_MARK in str(exc):
+        return SinkError(str(exc).split(CAST_MARK, 1)[1])
+    if isinstance(exc, pa.ArrowException | PanicException):
+        hint = (
+            "polars failed on this file's data (a bug in polars: please report it with the file)"
+            if isinstance(exc, PanicException)
+            else "a column nested this deep, or of this type, cannot be handed over: flatten "
+            "or drop it before loading"
+        )
+        return SinkError(
+            f"{what}: the rows could not be handed to DuckDB "
+            f"({type(exc).__name__}: {exc}); not loaded: {hint}"
+        )
+    if isinstance(exc, duckdb.TransactionException):
+        return SinkError(
+            f"{what}: table {table!r} was changed by another writer at the same time "
+            f"({exc}); not loaded: run again",
+            code="Conflict",
+        )
+    if isinstance(exc, duckdb.Error):
+        return SinkError(f"{what}: DuckDB refused the rows: {exc}")
+    return exc

@@ -8,12 +8,12 @@ rows in one frame with the `_source_uri`/`_source_etag` of every row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
 
 from dreambolt.errors import SinkError
+from dreambolt.sinks.base import FileWrite
 
 __all__ = [
     "LINEAGE",
@@ -27,16 +27,6 @@ __all__ = [
 
 LINEAGE = ("_source_uri", "_source_etag", "_ingested_at")
 Signature = tuple[tuple[str, str], ...]  # a frame's (column, dtype) pairs
-
-
-@dataclass(frozen=True, slots=True)
-class FileWrite:
-    """One small file's parsed rows, for `DuckDBSink.write_many`."""
-
-    uri: str
-    etag: str | None
-    size: int
-    frame: pl.DataFrame
 
 
 class FrameStream:

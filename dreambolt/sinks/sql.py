@@ -7,16 +7,13 @@ where it meets SQL, and a table name must also pass `validate_table_name`.
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 import duckdb
 
-from dreambolt.errors import SinkError
+from dreambolt.sinks.names import validate_table_name
 
 __all__ = ["Transaction", "literal", "quote", "validate_table_name"]
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def quote(name: str) -> str:
@@ -27,17 +24,6 @@ def quote(name: str) -> str:
 def literal(text: str) -> str:
     """Quote an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def validate_table_name(name: str) -> str:
-    """Return `name` if it is a safe table name, else raise SinkError saying what is allowed."""
-    if not _NAME.match(name) or name.lower().startswith("_dreambolt"):
-        raise SinkError(
-            f"invalid table name {name!r}: use letters, digits and underscores, starting with a "
-            "letter or underscore, at most 63 characters (and not starting with _dreambolt), "
-            "e.g. --table events_2024"
-        )
-    return name
 
 
 class Transaction:
