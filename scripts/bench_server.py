@@ -22,73 +22,33 @@ import argparse
 import asyncio
 import base64
 import email.utils
-import hashlib
 import itertools
 import os
-import re
 import shutil
 import signal
 import stat
 import sys
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, unquote
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 from bench_listing import Listing, page, scan
+from bench_s3wire import (
+    S3Error,
+    file_etag,
+    iso_time,
+    parse_etags,
+    parse_range,
+    read_aws_chunked,
+    xml_response,
+    xml_tags,
+)
 
-NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 READ_CHUNK = 1024 * 1024
-
-
-class S3Error(Exception):
-    """An S3 error response: status, code and the extra XML elements it carries."""
-
-    def __init__(self, status: int, code: str, message: str = "", **extra: str) -> None:
-        super().__init__(code)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(start, count) of a single `bytes=` range; None sends it all; raises if unsatisfiable."""
-    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if match is None or match.groups() == ("", ""):
-        return None  # S3 ignores what it cannot parse, multi-range requests included
-    first, last = match.groups()
-    if not first:  # a suffix: the last n bytes
-        start, end = max(size - int(last), 0), (size - 1 if int(last) else -1)
-    else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
-        if last and int(last) < start:
-            return None
-    if start >= size or end < start:
-        raise S3Error(416, "InvalidRange", "Range not satisfiable", ActualObjectSize=str(size))
-    return start, end - start + 1
-
-
-def _iso(ns: int) -> str:
-    """ISO 8601 with milliseconds, as S3 lists LastModified."""
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9))
-    return f"{seconds}.{ns // 10**6 % 1000:03d}Z"
-
-
-def _etags(header: str) -> set[str]:
-    return {'"' + tag.strip().removeprefix("W/").strip('"') + '"' for tag in header.split(",")}
-
-
-def _xml(root: str, inner: str, status: int = 200) -> web.Response:
-    xmlns = f' xmlns="{NS}"' if status < 300 else ""  # S3's <Error> has no namespace
-    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}{xmlns}>{inner}</{root}>'
-    return web.Response(status=status, body=body.encode(), content_type="application/xml")
-
-
-def _tags(**fields: str | int | None) -> str:
-    return "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items() if v is not None)
 
 
 class BenchS3:
@@ -115,8 +75,8 @@ class BenchS3:
             if request.method == "HEAD":
                 response = web.Response(status=e.status)
             else:
-                inner = _tags(Code=e.code, Message=e.message, **e.extra, RequestId=request_id)
-                response = _xml("Error", inner, e.status)
+                inner = xml_tags(Code=e.code, Message=e.message, **e.extra, RequestId=request_id)
+                response = xml_response("Error", inner, e.status)
         if not response.prepared:
             response.headers["x-amz-request-id"] = response.headers["x-amz-id-2"] = request_id
         return response
@@ -147,7 +107,7 @@ class BenchS3:
         if method == "HEAD":
             return web.Response(headers={"x-amz-bucket-region": "us-east-1"})
         if method == "GET" and "location" in query:
-            return _xml("LocationConstraint", "")
+            return xml_response("LocationConstraint", "")
         if method == "GET":
             return await self.list_objects(bucket, query)
         return None
@@ -198,16 +158,18 @@ class BenchS3:
             st = None
         if st is None or not stat.S_ISREG(st.st_mode) or key.endswith("/"):
             raise S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
-        return path, st, _etag(st, f"{bucket}/{key}")
+        return path, st, file_etag(st, f"{bucket}/{key}")
 
     def list_buckets(self) -> web.Response:
         buckets = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
         inner = "".join(
-            f"<Bucket>{_tags(Name=p.name, CreationDate=_iso(p.stat().st_mtime_ns))}</Bucket>"
+            f"<Bucket>{xml_tags(Name=p.name, CreationDate=iso_time(p.stat().st_mtime_ns))}</Bucket>"
             for p in buckets
         )
-        owner = _tags(ID="bench", DisplayName="bench")
-        return _xml("ListAllMyBucketsResult", f"<Owner>{owner}</Owner><Buckets>{inner}</Buckets>")
+        owner = xml_tags(ID="bench", DisplayName="bench")
+        return xml_response(
+            "ListAllMyBucketsResult", f"<Owner>{owner}</Owner><Buckets>{inner}</Buckets>"
+        )
 
     async def list_objects(self, bucket: str, q: Mapping[str, str]) -> web.Response:
         """ListObjectsV2 with `list-type=2`, else ListObjects (v1, marker-based)."""
@@ -233,10 +195,10 @@ class BenchS3:
                 _, st, tag = self.stat_object(bucket, key)
             except S3Error:
                 continue  # deleted since the scan
-            fields = _tags(Key=enc(key), LastModified=_iso(st.st_mtime_ns), ETag=tag)
-            fields += _tags(Size=st.st_size, StorageClass="STANDARD")
+            fields = xml_tags(Key=enc(key), LastModified=iso_time(st.st_mtime_ns), ETag=tag)
+            fields += xml_tags(Size=st.st_size, StorageClass="STANDARD")
             entries.append(f"<Contents>{fields}</Contents>")
-        entries += [f"<CommonPrefixes>{_tags(Prefix=enc(p))}</CommonPrefixes>" for p in prefixes]
+        entries += [f"<CommonPrefixes>{xml_tags(Prefix=enc(p))}</CommonPrefixes>" for p in prefixes]
         head: dict[str, str | int | None] = {"Name": bucket, "Prefix": enc(prefix)}
         head |= {"Delimiter": enc(delimiter) or None, "MaxKeys": max_keys}
         head["EncodingType"] = "url" if url else None
@@ -248,7 +210,7 @@ class BenchS3:
             next_marker = enc(last) if truncated else None
             head |= {"Marker": enc(q.get("marker", "")), "NextMarker": next_marker}
         head["IsTruncated"] = "true" if truncated else "false"
-        return _xml("ListBucketResult", _tags(**head) + "".join(entries))
+        return xml_response("ListBucketResult", xml_tags(**head) + "".join(entries))
 
     async def get_object(self, bucket: str, key: str, request: web.Request) -> web.StreamResponse:
         path, st, tag = self.stat_object(bucket, key)
@@ -256,11 +218,11 @@ class BenchS3:
         headers = {"ETag": tag, "Last-Modified": modified, "Accept-Ranges": "bytes"}
         headers["Content-Type"] = "binary/octet-stream"
         if_match, if_none = request.headers.get("If-Match"), request.headers.get("If-None-Match")
-        if if_match is not None and not ({tag, '"*"'} & _etags(if_match)):
+        if if_match is not None and not ({tag, '"*"'} & parse_etags(if_match)):
             raise S3Error(412, "PreconditionFailed", "ETag mismatch", Condition="If-Match")
-        if if_none is not None and {tag, '"*"'} & _etags(if_none):
+        if if_none is not None and {tag, '"*"'} & parse_etags(if_none):
             return web.Response(status=304, headers=headers)
-        span = _parse_range(request.headers.get("Range", ""), st.st_size)
+        span = parse_range(request.headers.get("Range", ""), st.st_size)
         start, count = span or (0, st.st_size)
         if span is not None:
             headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{st.st_size}"
@@ -309,7 +271,7 @@ class BenchS3:
         try:
             with tmp.open("wb") as out:
                 if chunked:
-                    await _read_aws_chunked(request.content, out)
+                    await read_aws_chunked(request.content, out)
                 else:
                     async for data in request.content.iter_chunked(READ_CHUNK):
                         out.write(data)
@@ -323,15 +285,15 @@ class BenchS3:
         if method == "POST" and "uploads" in query:
             upload_id = uuid.uuid4().hex
             (self.uploads / upload_id).mkdir(parents=True)
-            inner = _tags(Bucket=bucket, Key=key, UploadId=upload_id)
-            return _xml("InitiateMultipartUploadResult", inner)
+            inner = xml_tags(Bucket=bucket, Key=key, UploadId=upload_id)
+            return xml_response("InitiateMultipartUploadResult", inner)
         upload = self.uploads / query["uploadId"].replace("/", "")
         if not upload.is_dir():
             raise S3Error(404, "NoSuchUpload", "The specified upload does not exist")
         if method == "PUT":
             part = upload / str(int(query["partNumber"]))
             await self.receive(request, part)
-            return web.Response(headers={"ETag": _etag(part.stat(), str(part))})
+            return web.Response(headers={"ETag": file_etag(part.stat(), str(part))})
         if method == "POST":
             tree = ElementTree.fromstring(await request.read())
             numbers = [e.text for e in tree.iter() if e.tag.endswith("PartNumber")]
@@ -345,13 +307,8 @@ class BenchS3:
         if method == "DELETE":
             return web.Response(status=204)
         tag = self.stat_object(bucket, key)[2]
-        inner = _tags(Location=f"/{bucket}/{key}", Bucket=bucket, Key=key, ETag=tag)
-        return _xml("CompleteMultipartUploadResult", inner)
-
-
-def _etag(st: os.stat_result, name: str) -> str:
-    """A quoted ETag that is stable across restarts and needs no read of the file."""
-    return f'"{hashlib.md5(f"{st.st_size}:{st.st_mtime_ns}:{name}".encode()).hexdigest()}"'
+        inner = xml_tags(Location=f"/{bucket}/{key}", Bucket=bucket, Key=key, ETag=tag)
+        return xml_response("CompleteMultipartUploadResult", inner)
 
 
 def _commit(tmp: Path, dest: Path) -> None:
@@ -360,19 +317,6 @@ def _commit(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
     except (NotADirectoryError, FileExistsError, IsADirectoryError) as e:
         raise S3Error(409, "InvalidRequest", f"Key clashes with a folder: {e}") from e
-
-
-async def _read_aws_chunked(content: StreamReader, out: IO[bytes]) -> None:
-    # Frames: "<hex size>[;chunk-signature=...]\r\n<data>\r\n", ending with a 0-size frame
-    # followed by optional trailer lines (checksums) and a blank line.
-    while line := await content.readline():
-        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-        if size == 0:
-            while (await content.readline()).strip():
-                pass
-            return
-        out.write(await content.readexactly(size))
-        await content.readline()
 
 
 async def serve(args: argparse.Namespace) -> None:
