@@ -108,7 +108,7 @@ def dreambolt_download(ctx: Ctx) -> int:
 
 def s3fs_polars(ctx: Ctx) -> Any:
     """s3fs file objects handed to polars; many files: a loop over `fs.find`."""
-    import s3fs  # type: ignore[import-untyped]
+    import s3fs
 
     fs = s3fs.S3FileSystem(endpoint_url=ctx.endpoint, key=KEY, secret=SECRET)
     if ctx.scenario == "s3":
