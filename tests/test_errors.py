@@ -140,12 +140,12 @@ def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
     policy = RetryPolicy(max_retries=5, backoff_factor=2.0, max_backoff=20.0)
     plain = translate(client_error("SlowDown", 503), URI)
     for attempt in range(1, 8):
-        waits = [policy._wait(_state(attempt, plain)) for _ in range(200)]
+        waits = [policy.wait(_state(attempt, plain)) for _ in range(200)]
         assert all(0 <= w <= min(20.0, 2.0 * 2 ** (attempt - 1)) for w in waits)
     told = translate(client_error("SlowDown", 503, {"retry-after": "7"}), URI)
-    assert policy._wait(_state(1, told)) == 7.0
+    assert policy.wait(_state(1, told)) == 7.0
     huge = translate(client_error("SlowDown", 503, {"retry-after": "3600"}), URI)
-    assert policy._wait(_state(1, huge)) == MAX_RETRY_AFTER  # its own ceiling, not max_backoff
+    assert policy.wait(_state(1, huge)) == MAX_RETRY_AFTER  # its own ceiling, not max_backoff
     with pytest.raises(ValueError):
         RetryPolicy(max_retries=-1)
 

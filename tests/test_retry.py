@@ -108,7 +108,7 @@ def wait_after(policy: RetryPolicy, exc: BaseException, attempt: int = 1) -> flo
     outcome: Future = Future(attempt)
     outcome.set_exception(exc)
     state.outcome = outcome
-    return policy._wait(state)
+    return policy.wait(state)
 
 
 def test_retry_after_is_capped_by_its_own_ceiling_not_max_backoff() -> None:

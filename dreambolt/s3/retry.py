@@ -120,12 +120,14 @@ class RetryPolicy:
     backoff_factor: float = 2.0
     max_backoff: float = 20.0
     backoff: Backoff = field(init=False, repr=False, compare=False)
-    _wait: Callable[[RetryCallState], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         backoff = Backoff(self.max_retries, self.backoff_factor, self.max_backoff)  # validates
         object.__setattr__(self, "backoff", backoff)
-        object.__setattr__(self, "_wait", backoff.wait(retry_after_of))
+
+    def wait(self, state: RetryCallState) -> float:
+        """The wait before the retry `state` describes: what `retrying()` waits."""
+        return self.backoff.wait(retry_after_of)(state)
 
     def retrying(self, before_sleep: BeforeSleep | None = None) -> AsyncRetrying:
         """A fresh tenacity controller for one logical request (one range, one HEAD, ...);
