@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +25,13 @@ from dreambolt.formats.read import (
     iter_file,
     read_bytes,
 )
+from dreambolt.growing import GrowingFile
 from dreambolt.s3.client import S3Client
 from dreambolt.s3.objects import Progress
 from dreambolt.s3.transfer import read_object, spool_object
 from dreambolt.sources import Source
 
-__all__ = ["ByteBudget", "Failed", "Fetched", "GrowingFile", "fetch"]
+__all__ = ["ByteBudget", "Failed", "Fetched", "fetch"]
 
 
 class ByteBudget:
@@ -55,82 +55,6 @@ class ByteBudget:
         async with self._changed:
             self._free += amount
             self._changed.notify_all()
-
-
-class GrowingFile:
-    """A spool file whose ranges land out of order, read in order as its prefix completes.
-
-    The download (on the event loop) reports each landed range and, at the end, success or the
-    error; a reader on another thread gets bytes as soon as they are contiguous, and its last
-    piece only once every check of the download has passed, so a file that turns out bad can
-    never be committed.
-    """
-
-    def __init__(self, path: Path, size: int) -> None:
-        self.path = path
-        self.size = size
-        self.head = asyncio.Event()  # the first bytes are there (or the download ended)
-        self._lock = threading.Condition()
-        self._landed: dict[int, int] = {}  # first -> last byte of ranges beyond the prefix
-        self._ready = 0
-        self._done = False
-        self._error: BaseException | None = None
-
-    def landed(self, span: tuple[int, int]) -> None:
-        """A range is on disk (called on the event loop)."""
-        with self._lock:
-            self._landed[span[0]] = span[1]
-            while self._ready in self._landed:
-                self._ready = self._landed.pop(self._ready) + 1
-            self._lock.notify_all()
-        if self._ready >= min(HEAD_BYTES, self.size):
-            self.head.set()
-
-    def finished(self, task: asyncio.Task[object]) -> None:
-        """The download ended (a done-callback, on the event loop)."""
-        error = asyncio.CancelledError() if task.cancelled() else task.exception()
-        with self._lock:
-            self._done, self._error = True, error
-            if error is None:
-                self._ready = self.size
-            self._lock.notify_all()
-        self.head.set()
-
-    def check(self) -> None:
-        """Raise the download's error, if it failed."""
-        if self._error is not None:
-            raise self._error
-
-    def pieces(self, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """The file's bytes in order, waiting for them to land (blocking: not on the loop)."""
-        # Unbuffered: a buffered reader would read ahead past the landed prefix and keep the
-        # zeros of ranges not written yet.
-        with self.path.open("rb", buffering=0) as handle:
-            position = 0
-            while True:
-                with self._lock:
-                    self._lock.wait_for(
-                        lambda at=position: (
-                            self._error is not None
-                            or self._done  # type: ignore[misc]
-                            or self._ready > at
-                        )
-                    )
-                    self.check()
-                    ready, done = self._ready, self._done
-                if position >= ready:
-                    if done:
-                        return
-                    continue
-                data = handle.read(min(chunk, ready - position))
-                position += len(data)
-                yield data
-
-    def wait(self) -> None:
-        """Block until the download is complete and checked (binary formats need it whole)."""
-        with self._lock:
-            self._lock.wait_for(lambda: self._done)
-        self.check()
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from dreambolt.fetch import GrowingFile
+from dreambolt.growing import GrowingFile
 
 
 async def test_a_reader_never_sees_bytes_of_ranges_not_landed(tmp_path: Path) -> None:
