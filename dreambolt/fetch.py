@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from dreambolt.formats.project import projected
 from dreambolt.formats.read import (
     DEFAULT_LIMITS,
     HEAD_BYTES,
@@ -74,9 +75,15 @@ class Fetched:
     download: asyncio.Task[object] | None = None
     cost: int = 0
     seconds: float = 0.0
+    columns: Sequence[str] | None = None  # only these columns, in this order (None: all)
 
     def frames(self, limits: ParseLimits = DEFAULT_LIMITS) -> Generator[pl.DataFrame, None, None]:
-        """The file's rows: the parsed frame, or batches parsed from the file on disk."""
+        """The file's rows (the chosen columns): the parsed frame, or batches parsed from the
+        file on disk."""
+        for frame in self._frames(limits):
+            yield projected(frame, self.columns, self.source.uri)
+
+    def _frames(self, limits: ParseLimits) -> Generator[pl.DataFrame, None, None]:
         if self.frame is not None:
             yield self.frame
         elif self.raw is not None and self.fmt is not None:
@@ -135,6 +142,7 @@ async def fetch(
     options: CsvOptions = NO_OPTIONS,
     limits: ParseLimits = DEFAULT_LIMITS,
     unpacked_limit: int | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Fetched:
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
 
@@ -142,7 +150,9 @@ async def fetch(
     `formats.many.read_many` to parse together with others. A small compressed object is unpacked
     in memory only up to `unpacked_limit` bytes (default: `spool_threshold`); past that it is
     kept compressed (`packed`) and parsed block by block as it is written, so a decompression
-    bomb costs memory in proportion to a block. `limits` apply to every parse.
+    bomb costs memory in proportion to a block. `limits` apply to every parse. With `columns`,
+    the file's frames hold only those columns (a missing one is a `FormatError`); a deferred
+    `raw` text is projected by whoever parses it (`item.columns`).
     """
     big = src.size > spool_threshold
     if src.path is not None:  # a local file
@@ -150,7 +160,7 @@ async def fetch(
             with src.path.open("rb") as handle:
                 fmt = detect_format(src.name, handle.read(HEAD_BYTES), declared, options)
             progress(src.size)
-            return Fetched(src, src.etag, src.size, path=src.path, fmt=fmt)
+            return Fetched(src, src.etag, src.size, path=src.path, fmt=fmt, columns=columns)
         data: bytes | bytearray = await asyncio.to_thread(src.path.read_bytes)
         etag, size = src.etag, len(data)
         progress(size)
@@ -172,6 +182,7 @@ async def fetch(
                 spooled=True,
                 growing=growing,
                 download=download,
+                columns=columns,
             )
             try:
                 await growing.head.wait()
@@ -188,7 +199,7 @@ async def fetch(
     del data
     fmt = detect_format(src.name, payload[:HEAD_BYTES], declared, options)
     limit = spool_threshold if unpacked_limit is None else unpacked_limit
-    item = Fetched(src, etag, size, fmt=fmt)
+    item = Fetched(src, etag, size, fmt=fmt, columns=columns)
     if defer_text and fmt.compression is None and fmt.kind in ("csv", "tsv"):
         item.raw = payload  # parsed later with others: no thread hop per small file
         return item
@@ -211,5 +222,6 @@ def _take_in(
     if defer_text and fmt.kind in ("csv", "tsv"):
         item.raw = payload
     else:
-        item.frame = read_bytes(payload, fmt, name=item.source.uri, limits=limits)
+        frame = read_bytes(payload, fmt, name=item.source.uri, limits=limits)
+        item.frame = projected(frame, item.columns, item.source.uri)
     return item

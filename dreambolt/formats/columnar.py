@@ -34,7 +34,7 @@ columns 174 ms against 127 ms, a 265 MB file of 8M rows with two string columns 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -54,7 +54,7 @@ from dreambolt.formats.limits import (
     check_frame,
 )
 
-__all__ = ["READ_SECONDS", "arrow_frames", "read_arrow"]
+__all__ = ["READ_SECONDS", "RowGroups", "arrow_frames", "read_arrow"]
 
 # The time bound of one step, at most. A step holds at most a batch of `batch_rows` rows or a
 # file within the memory budget, read at hundreds of MB/s: 30 s leaves a wide margin for a
@@ -121,6 +121,73 @@ def read_arrow(
     under 500 MB, less: see `_bound`)."""
     bound = _bound(seconds, len(raw))
     return _step(bound, "the file", lambda: _read_whole(raw, kind, limits))
+
+
+class RowGroups:
+    """A Parquet file read a row group at a time, in any order, maybe only some columns: how a
+    file whose row groups arrive one by one (`dreambolt.rowgroups`) is decoded as they do.
+
+    `source` may hold only the footer and the row groups about to be read (a sparse file that
+    fetches what else is asked for). Opening reads the footer and checks the schema, as
+    `arrow_frames` does; `frame(i)` reads, validates and converts row group `i` within the
+    time bound of one step; `check(rows)` compares the rows read with the footer's count.
+    Raises `Refused`, `Unreadable` or what pyarrow raises for a corrupt file; a column named
+    in `columns` that the file lacks is `Refused`, naming it and the columns there are.
+    """
+
+    def __init__(
+        self,
+        source: pa.NativeFile,
+        limits: ParseLimits,
+        *,
+        columns: Sequence[str] | None = None,
+        seconds: float | None = READ_SECONDS,
+    ) -> None:
+        self.seconds = _bound(seconds, source.size())
+        self.reader = _step(self.seconds, "its footer and schema", lambda: _parquet(source))
+        self.metadata = self.reader.metadata
+        schema = self.reader.schema_arrow
+        if columns is not None:
+            missing = [name for name in columns if name not in schema.names]
+            if missing:
+                raise Refused(
+                    f"it has no column {', '.join(map(repr, missing))}; its columns are "
+                    f"{', '.join(map(repr, schema.names[:20]))}"
+                    + (" ..." if len(schema.names) > 20 else "")
+                )
+            schema = pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
+        self.columns = None if columns is None else list(columns)
+        _check_schema(schema, limits, self.metadata.num_rows)
+        self.schema = schema
+        self.fit = Fit(schema)
+        self.limits = limits
+
+    @property
+    def count(self) -> int:
+        """How many row groups the file has."""
+        return int(self.metadata.num_row_groups)
+
+    def frame(self, index: int) -> pl.DataFrame:
+        """Row group `index` as a checked frame (the selected columns only)."""
+
+        def read() -> pl.DataFrame:
+            table = self.reader.read_row_group(index, columns=self.columns, use_threads=True)
+            _validate(table)
+            if not table.schema.equals(self.fit.schema):
+                self.fit = Fit(table.schema)
+            return self.fit.frame(table)
+
+        frame = _step(self.seconds, f"row group {index + 1:,}", read)
+        check_frame(frame, self.limits)
+        return frame
+
+    def empty(self) -> pl.DataFrame:
+        """A frame with the (selected) columns and no rows."""
+        return self.fit.frame(self.schema.empty_table())
+
+    def check(self, rows: int) -> None:
+        """Refuse a file whose row groups held other than the rows its footer counts."""
+        _check_rows(rows, int(self.metadata.num_rows))
 
 
 def _read_whole(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
