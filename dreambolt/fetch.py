@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from dreambolt.formats.detect import named_format
 from dreambolt.formats.project import projected
 from dreambolt.formats.read import (
     DEFAULT_LIMITS,
@@ -27,12 +28,15 @@ from dreambolt.formats.read import (
     read_bytes,
 )
 from dreambolt.growing import GrowingFile
+from dreambolt.rowgroups import ParquetStream, open_parquet
 from dreambolt.s3.client import S3Client
 from dreambolt.s3.objects import Progress
 from dreambolt.s3.transfer import read_object, spool_object
 from dreambolt.sources import Source
 
-__all__ = ["ByteBudget", "Failed", "Fetched", "fetch"]
+__all__ = ["READAHEAD", "ByteBudget", "Failed", "Fetched", "fetch"]
+
+READAHEAD = 128 << 20  # bytes of a Parquet object fetched ahead of its decoding, by default
 
 
 class ByteBudget:
@@ -72,6 +76,7 @@ class Fetched:
     fmt: FileFormat | None = None
     spooled: bool = False
     growing: GrowingFile | None = None  # a big object still downloading into `path`
+    stream: ParquetStream | None = None  # a Parquet object decoded as its row groups arrive
     download: asyncio.Task[object] | None = None
     cost: int = 0
     seconds: float = 0.0
@@ -86,6 +91,8 @@ class Fetched:
     def _frames(self, limits: ParseLimits) -> Generator[pl.DataFrame, None, None]:
         if self.frame is not None:
             yield self.frame
+        elif self.stream is not None:
+            yield from self.stream.frames(limits)
         elif self.raw is not None and self.fmt is not None:
             yield read_bytes(self.raw, self.fmt, name=self.source.uri, limits=limits)
         elif self.packed is not None and self.fmt is not None:
@@ -116,6 +123,8 @@ class Fetched:
         """Stop a download still running and remove the spooled copy, if any (on the loop)."""
         if self.download is not None and not self.download.done():
             self.download.cancel()
+        if self.stream is not None:
+            self.stream.discard()
         if self.spooled and self.path is not None:
             self.path.unlink(missing_ok=True)
 
@@ -143,6 +152,7 @@ async def fetch(
     limits: ParseLimits = DEFAULT_LIMITS,
     unpacked_limit: int | None = None,
     columns: Sequence[str] | None = None,
+    readahead: int = READAHEAD,
 ) -> Fetched:
     """Bring one source in: parsed in memory if small, else spooled (or read in place).
 
@@ -152,7 +162,9 @@ async def fetch(
     kept compressed (`packed`) and parsed block by block as it is written, so a decompression
     bomb costs memory in proportion to a block. `limits` apply to every parse. With `columns`,
     the file's frames hold only those columns (a missing one is a `FormatError`); a deferred
-    `raw` text is projected by whoever parses it (`item.columns`).
+    `raw` text is projected by whoever parses it (`item.columns`). A Parquet object (by its
+    name or `declared`) bigger than a part is decoded row group by row group as they arrive,
+    at most `readahead` bytes ahead (`dreambolt.rowgroups`), only the chosen columns fetched.
     """
     big = src.size > spool_threshold
     if src.path is not None:  # a local file
@@ -167,6 +179,13 @@ async def fetch(
     else:
         assert src.info is not None
         s3 = await client()
+        if _streamable(src, declared, s3.calls.part_size):
+            stream = await open_parquet(
+                s3.calls, src.info, columns=columns, readahead=readahead, progress=progress
+            )
+            if stream is not None:
+                fmt = FileFormat("parquet")
+                return Fetched(src, src.etag, src.size, fmt=fmt, stream=stream)
         if big:  # spooled, and parsed while the rest of it is still arriving
             target = spool / uuid.uuid4().hex
             growing = GrowingFile(target, src.size)
@@ -204,6 +223,21 @@ async def fetch(
         item.raw = payload  # parsed later with others: no thread hop per small file
         return item
     return await asyncio.to_thread(_take_in, item, payload, limits, limit, defer_text)
+
+
+def _streamable(src: Source, declared: str | None, part_size: int) -> bool:
+    """Whether to read an object as a stream of row groups: Parquet by name (or declared),
+    not compressed as a whole, bigger than one GET."""
+    try:
+        named = named_format(src.name, declared)
+    except ValueError:  # an unknown declared format: said by `detect_format`, as for any file
+        return False
+    return (
+        src.size > part_size
+        and named is not None
+        and named.kind == "parquet"
+        and named.compression is None
+    )
 
 
 def _take_in(

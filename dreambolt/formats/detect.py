@@ -153,6 +153,17 @@ def detect_format(
     return FileFormat(kind, compression, options)
 
 
+def named_format(name: str, declared: str | None = None) -> FileFormat | None:
+    """The format the declared format, else the name, says, before any byte is seen (None when
+    neither names a kind): a guess for planning how to fetch; `detect_format` decides."""
+    kind, compression = _parse_declared(declared)
+    if kind is None:
+        kind, compression = _parse_name(name)
+    if kind is None:
+        return None
+    return FileFormat(kind, None if compression is False else compression)
+
+
 def _parse_declared(declared: str | None) -> tuple[Format | None, Compression | Literal[False]]:
     """Split e.g. ``csv.gz`` into kind and compression; False means no compression was named."""
     kind: Format | None = None
