@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from dreambolt.s3.ranges import Span
 
 if TYPE_CHECKING:
@@ -34,10 +36,10 @@ class RangeFile(io.RawIOBase):
         self.missed = 0  # bytes read that were not held (fetched one read at a time)
         self._lock = threading.Lock()
         self._starts: list[int] = []
-        self._held: dict[int, bytes] = {}
+        self._held: dict[int, bytes | pa.Buffer] = {}
         self._position = 0
 
-    def put(self, start: int, data: bytes) -> None:
+    def put(self, start: int, data: bytes | pa.Buffer) -> None:
         """Hold `data` as the bytes from `start` (ranges held never overlap)."""
         with self._lock:
             if start not in self._held:
@@ -109,7 +111,8 @@ class RangeFile(io.RawIOBase):
                 data = self._held[first]
                 if not first <= at < first + len(data):
                     return None
-                pieces.append(memoryview(data)[at - first : min(end, first + len(data)) - first])
+                view = memoryview(data).cast("B")
+                pieces.append(view[at - first : min(end, first + len(data)) - first])
                 at = first + len(data)
                 index += 1
         if at < end:

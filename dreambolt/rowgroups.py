@@ -106,8 +106,9 @@ def _clipped(spans: list[Span], end: int) -> list[Span]:
 def plan_units(
     meta: pq.FileMetaData, columns: Sequence[str] | None, *, held_from: int, part: int
 ) -> list[Unit]:
-    """Row groups in file order, as units of at most about `part` bytes each (small neighbours
-    joined), their spans at most `part` long and never past `held_from` (the tail, held).
+    """Row groups in file order, as units (a row group, or small neighbours joined up to half
+    of `part` bytes), their spans (blocks, each fetched as GETs of at most `part` bytes) never
+    past `held_from` (the tail, held).
 
     With every column (`columns` None) the units' spans cover bytes 0..held_from exactly once
     (row group g from its first byte to the next one's), so their CRCs combine to the object's.
@@ -133,7 +134,6 @@ def plan_units(
         else:
             units.append(Unit([g], spans))
     for unit in units:
-        unit.spans = [piece for span in unit.spans for piece in _pieces(span, part)]
         unit.left = len(unit.groups)
     return units
 
@@ -162,6 +162,7 @@ class ParquetStream:
         self.pinned, self.file, self.units, self.columns = pinned, file, units, columns
         self.uri = str(pinned.info.uri)
         self.readahead = readahead
+        self.part = pinned.calls.part_size
         self.tail_crc = tail  # (crc, length) of the bytes held from the start (checksum)
         self.progress = progress
         self.loop = asyncio.get_running_loop()
@@ -184,7 +185,16 @@ class ParquetStream:
         try:
             for unit in self.units:
                 await self._take(min(unit.cost, self.readahead))
-                landing = [asyncio.create_task(self._part(span)) for span in unit.spans]
+                landing = []
+                for block in unit.spans:  # one buffer per block, filled by its parts
+                    buffer = pa.allocate_buffer(block[1] - block[0] + 1)
+                    view = memoryview(buffer).cast("B")
+                    pieces = [
+                        self._part(piece, block[0], view) for piece in _pieces(block, self.part)
+                    ]
+                    landing += [asyncio.create_task(piece) for piece in pieces]
+                    landed = asyncio.gather(*landing[-len(pieces) :])
+                    landed.add_done_callback(functools.partial(self._block, block[0], buffer))
                 for task in landing:
                     task.add_done_callback(self._part_ended)
                 parts += landing
@@ -198,13 +208,17 @@ class ParquetStream:
             await asyncio.gather(*parts, return_exceptions=True)
             raise
 
-    async def _part(self, span: Span) -> None:
+    async def _part(self, span: Span, base: int, view: memoryview) -> None:
+        target = view[span[0] - base : span[1] - base + 1]
         async with self._lanes:  # FIFO: the earliest ranges first, so row groups land in order
-            data = await self.pinned.get(span, self.progress)
+            await self.pinned.get_into(span, target, self.progress)
         checksum = self.pinned.checksum
         if self.columns is None and checksum is not None and checksum.is_crc:
-            self._crcs[span[0]] = (checksum.crc(data), len(data))
-        self.file.put(span[0], data)
+            self._crcs[span[0]] = (checksum.crc(target), len(target))
+
+    def _block(self, start: int, buffer: pa.Buffer, landed: asyncio.Future[list[None]]) -> None:
+        if not landed.cancelled() and landed.exception() is None:
+            self.file.put(start, buffer)
 
     def _part_ended(self, task: asyncio.Task[None]) -> None:
         """A range failed: stop at once (the read-ahead may be waiting on the decoder, which

@@ -40,19 +40,27 @@ class Pinned:
 
     async def get(self, span: Span, progress: Progress) -> bytes:
         """The bytes `span` (first and last, inclusive) names; raises S3 errors as translated."""
+        target = bytearray(span[1] - span[0] + 1)
+        await self.get_into(span, memoryview(target), progress)
+        return bytes(target)
+
+    async def get_into(self, span: Span, target: memoryview, progress: Progress) -> None:
+        """Fetch the bytes `span` names into `target` (as long as the span, bytes-shaped)."""
         first, last = span
         want = last - first + 1
         params: GetObjectRequestTypeDef = {**self.params, "Range": f"bytes={first}-{last}"}
         uri = self.info.uri
 
-        async def op(client: RegionClient) -> tuple[GetObjectOutputTypeDef, bytes]:
+        async def op(client: RegionClient) -> tuple[GetObjectOutputTypeDef, None]:
             response = await client.get_object(**params)
-            chunks: list[bytes] = []
             received = 0
             try:
                 async with response["Body"] as body:
                     while chunk := await body.read(CHUNK):
-                        chunks.append(chunk)
+                        if received + len(chunk) > want:
+                            received += len(chunk)
+                            break
+                        target[received : received + len(chunk)] = chunk
                         received += len(chunk)
                         progress(len(chunk))
                 if received != want:
@@ -66,11 +74,10 @@ class Pinned:
             except BaseException:
                 progress(-received)  # the retry reports these bytes again
                 raise
-            return response, b"".join(chunks)
+            return response, None
 
         async with self.calls.budget:
-            _, data = await self.calls.call("GetObject", uri, op, detail=params["Range"])
-        return data
+            await self.calls.call("GetObject", uri, op, detail=params["Range"])
 
     def mismatch(self) -> S3BaseError:
         """The error for bytes whose checksum is not the object's."""
