@@ -21,8 +21,8 @@ still are.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
+from asyncio import Task
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -57,7 +57,6 @@ class Unit:
 
     groups: list[int]
     spans: list[Span]
-    left: int = 0  # row groups of it not decoded yet
     landed: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -133,8 +132,8 @@ def plan_units(
             last_unit.spans = _merged([*last_unit.spans, *spans], 0)
         else:
             units.append(Unit([g], spans))
-    for unit in units:
-        unit.left = len(unit.groups)
+    if columns is None and not units and held_from > 0:  # no row groups: still check every byte
+        units.append(Unit([], [(0, held_from - 1)]))
     return units
 
 
@@ -181,32 +180,39 @@ class ParquetStream:
     # --- on the loop -------------------------------------------------------------------------
 
     async def _fetch_all(self) -> None:
-        parts: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
             for unit in self.units:
                 await self._take(min(unit.cost, self.readahead))
-                landing = []
-                for block in unit.spans:  # one buffer per block, filled by its parts
+                blocks = []
+                for block in unit.spans:  # one buffer per block, filled by its parts in place
                     buffer = pa.allocate_buffer(block[1] - block[0] + 1)
                     view = memoryview(buffer).cast("B")
-                    pieces = [
-                        self._part(piece, block[0], view) for piece in _pieces(block, self.part)
+                    parts = [
+                        asyncio.create_task(self._part(piece, block[0], view))
+                        for piece in _pieces(block, self.part)
                     ]
-                    landing += [asyncio.create_task(piece) for piece in pieces]
-                    landed = asyncio.gather(*landing[-len(pieces) :])
-                    landed.add_done_callback(functools.partial(self._block, block[0], buffer))
-                for task in landing:
-                    task.add_done_callback(self._part_ended)
-                parts += landing
-                joined = asyncio.gather(*landing)
-                joined.add_done_callback(functools.partial(_landed, unit))
-            await asyncio.gather(*parts)
+                    for task in parts:
+                        task.add_done_callback(self._part_ended)
+                    blocks.append((block[0], buffer, parts))
+                    tasks += parts
+                tasks.append(asyncio.create_task(self._land(unit, blocks)))
+            await asyncio.gather(*tasks)
             self._check_sum()
         except BaseException:
-            for task in parts:
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*parts, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    async def _land(
+        self, unit: Unit, blocks: list[tuple[int, pa.Buffer, list[Task[None]]]]
+    ) -> None:
+        """Hand a unit's blocks to the reader once all their parts are in."""
+        for start, buffer, parts in blocks:
+            await asyncio.gather(*parts)
+            self.file.put(start, buffer)
+        unit.landed.set()
 
     async def _part(self, span: Span, base: int, view: memoryview) -> None:
         target = view[span[0] - base : span[1] - base + 1]
@@ -215,10 +221,6 @@ class ParquetStream:
         checksum = self.pinned.checksum
         if self.columns is None and checksum is not None and checksum.is_crc:
             self._crcs[span[0]] = (checksum.crc(target), len(target))
-
-    def _block(self, start: int, buffer: pa.Buffer, landed: asyncio.Future[list[None]]) -> None:
-        if not landed.cancelled() and landed.exception() is None:
-            self.file.put(start, buffer)
 
     def _part_ended(self, task: asyncio.Task[None]) -> None:
         """A range failed: stop at once (the read-ahead may be waiting on the decoder, which
@@ -287,9 +289,7 @@ class ParquetStream:
                 raise self._error
 
     def _consumed(self, unit: Unit) -> None:
-        unit.left -= 1
-        if unit.left:
-            return
+        """A unit's row groups are decoded: drop its bytes, free its share of the read-ahead."""
         for first, _ in unit.spans:
             self.file.drop(first)
         cost = min(unit.cost, self.readahead)
@@ -315,11 +315,6 @@ class ParquetStream:
             groups.check(rows)
         self._wait_done()
         yield held if held is not None else groups.empty()
-
-
-def _landed(unit: Unit, done: asyncio.Future[list[None]]) -> None:
-    if not done.cancelled() and done.exception() is None:
-        unit.landed.set()
 
 
 def _ignore(_: int) -> None:

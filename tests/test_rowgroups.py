@@ -188,21 +188,18 @@ def test_a_wrong_full_checksum_is_an_integrity_error(
     s3.put_object(Bucket=bucket, Key="k.parquet", Body=data, ChecksumAlgorithm="CRC32")
     head = s3.head_object(Bucket=bucket, Key="k.parquet", ChecksumMode="ENABLED")
 
-    async def read(checksum: tuple[str, str]) -> list[pl.DataFrame]:
-        async with S3Client(endpoint_url=moto.endpoint_url, part_size=PART) as c:
-            info = await c.head(f"s3://{bucket}/k.parquet")
-            info = ObjectInfo(info.uri, info.size, info.etag, checksum=checksum)
-            stream = await open_parquet(
-                c.calls, info, columns=None, readahead=1 << 20, progress=lambda n: None
-            )
-            assert stream is not None
-            return await asyncio.to_thread(lambda: list(stream.frames(DEFAULT_LIMITS)))
+    uri = f"s3://{bucket}/k.parquet"
+
+    def read(checksum: tuple[str, str]) -> list[pl.DataFrame]:
+        return asyncio.run(
+            _stream_frames(moto.endpoint_url, uri, readahead=1 << 20, checksum=checksum)
+        )
 
     assert head["ChecksumCRC32"]
-    frames = asyncio.run(read(("CRC32", head["ChecksumCRC32"])))
+    frames = read(("CRC32", head["ChecksumCRC32"]))
     assert pl.concat(frames).height == 60_000
     with pytest.raises(S3IntegrityError, match="CRC32"):
-        asyncio.run(read(("CRC32", "AAAAAA==")))
+        read(("CRC32", "AAAAAA=="))
 
 
 def test_a_corrupt_footer_is_a_format_error(s3: Any, bucket: str, proxy: FaultProxy) -> None:
@@ -254,3 +251,42 @@ def test_ingest_streams_into_duckdb_and_a_failed_range_lands_nothing(
     assert rows == (90_000, 1)
     assert ids == good["id"].to_pylist()
     assert len(calls) == 6  # b's tail and first ranges came through, then every range failed
+
+
+async def _stream_frames(
+    endpoint: str, uri: str, *, readahead: int, checksum: tuple[str, str] | None = None
+) -> list[pl.DataFrame]:
+    async with S3Client(endpoint_url=endpoint, part_size=PART) as client:
+        info = await client.head(uri)
+        if checksum is not None:
+            info = ObjectInfo(info.uri, info.size, info.etag, checksum=checksum)
+        stream = await open_parquet(
+            client.calls, info, columns=None, readahead=readahead, progress=lambda n: None
+        )
+        assert stream is not None
+        return await asyncio.to_thread(lambda: list(stream.frames(DEFAULT_LIMITS)))
+
+
+def test_many_small_row_groups_through_a_small_window(
+    moto: MotoServer, s3: Any, bucket: str
+) -> None:
+    table = _table(100_000)
+    data = _parquet(table, row_group_size=400)  # 250 row groups, fetched a few at a time
+    s3.put_object(Bucket=bucket, Key="s.parquet", Body=data, ChecksumAlgorithm="CRC32")
+    frames = asyncio.run(
+        _stream_frames(moto.endpoint_url, f"s3://{bucket}/s.parquet", readahead=PART)
+    )
+    assert pl.concat(frames).equals(pl.from_arrow(table))
+
+
+def test_no_row_groups_behind_a_big_footer_is_one_empty_frame(
+    moto: MotoServer, s3: Any, bucket: str
+) -> None:
+    table = _table(0).replace_schema_metadata({"big": "y" * (3 * TAIL_BYTES)})
+    data = _parquet(table)
+    s3.put_object(Bucket=bucket, Key="e.parquet", Body=data, ChecksumAlgorithm="CRC32")
+    head = s3.head_object(Bucket=bucket, Key="e.parquet", ChecksumMode="ENABLED")
+    uri = f"s3://{bucket}/e.parquet"
+    checksum = ("CRC32", head["ChecksumCRC32"])
+    frames = asyncio.run(_stream_frames(moto.endpoint_url, uri, readahead=PART, checksum=checksum))
+    assert [f.height for f in frames] == [0] and frames[0].columns == table.column_names
