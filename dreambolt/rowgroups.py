@@ -21,6 +21,7 @@ still are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from asyncio import Task
 from collections.abc import Iterator, Sequence
@@ -297,7 +298,16 @@ class ParquetStream:
 
     def frames(self, limits: ParseLimits) -> Iterator[pl.DataFrame]:
         """The row groups as checked frames, in file order (at least one frame, maybe empty);
-        the last one only once the download has ended and passed its checks."""
+        the last one only once the download has ended and passed its checks. However the
+        iteration ends (a corrupt row group, the consumer stopping), the download stops."""
+        try:
+            yield from self._decoded(limits)
+        finally:
+            if not self.download.done():
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nothing runs
+                    self.loop.call_soon_threadsafe(self.discard)
+
+    def _decoded(self, limits: ParseLimits) -> Iterator[pl.DataFrame]:
         with translated(self.uri, _PARQUET, passed=self.failures):
             groups = RowGroups(pa.PythonFile(self.file, mode="r"), limits, columns=self.columns)
         rows, held = 0, None

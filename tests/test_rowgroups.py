@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from motoserver import MotoServer
 
 from dreambolt import Ingester, S3Options
 from dreambolt.errors import FormatError, S3IntegrityError, S3ObjectChangedError
+from dreambolt.formats.columnar import read_arrow
 from dreambolt.formats.limits import DEFAULT_LIMITS
 from dreambolt.rowgroups import TAIL_BYTES, open_parquet, plan_units
 from dreambolt.s3.client import S3Client
@@ -290,3 +293,54 @@ def test_no_row_groups_behind_a_big_footer_is_one_empty_frame(
     checksum = ("CRC32", head["ChecksumCRC32"])
     frames = asyncio.run(_stream_frames(moto.endpoint_url, uri, readahead=PART, checksum=checksum))
     assert [f.height for f in frames] == [0] and frames[0].columns == table.column_names
+
+
+def _mutants(data: bytes, count: int) -> list[bytes]:
+    """Deterministic corruptions: bytes flipped in the pages and in the footer, lengths and
+    offsets made wrong."""
+    rng = random.Random(1234)
+    footer = int.from_bytes(data[-8:-4], "little")
+    out = []
+    for n in range(count):
+        mutant = bytearray(data)
+        lo = len(data) - 8 - footer if n % 2 else 4
+        hi = len(data) - 8 if n % 2 else len(data) - 8 - footer
+        for _ in range(1 + n % 4):
+            mutant[rng.randrange(lo, hi)] = rng.randrange(256)
+        out.append(bytes(mutant))
+    return out
+
+
+def test_corrupt_files_are_read_as_a_whole_read_reads_them_or_refused(
+    moto: MotoServer, s3: Any, bucket: str
+) -> None:
+    """Each mutant streamed gives what reading it whole gives, or a FormatError where that
+    fails: never a hang, a crash or another error."""
+    data = _parquet(_table(60_000), row_group_size=6_000, compression="snappy")
+    mutants = _mutants(data, 30)
+    for n, mutant in enumerate(mutants):
+        s3.put_object(Bucket=bucket, Key=f"mut/{n}.parquet", Body=mutant)
+
+    async def stream(client: S3Client, key: str) -> pl.DataFrame:
+        info = await client.head(f"s3://{bucket}/{key}")
+        opened = await open_parquet(
+            client.calls, info, columns=None, readahead=PART, progress=lambda n: None
+        )
+        assert opened is not None
+        return pl.concat(await asyncio.to_thread(lambda: list(opened.frames(DEFAULT_LIMITS))))
+
+    async def check_all() -> None:
+        async with S3Client(endpoint_url=moto.endpoint_url, part_size=4 * PART) as client:
+            for n, mutant in enumerate(mutants):
+                key = f"mut/{n}.parquet"
+                try:
+                    expected: pl.DataFrame | None = read_arrow(mutant, "parquet", DEFAULT_LIMITS)
+                except Exception:
+                    expected = None
+                if expected is None:
+                    with pytest.raises(FormatError, match=re.escape(key)):
+                        await stream(client, key)
+                else:
+                    assert (await stream(client, key)).equals(expected), key
+
+    asyncio.run(check_all())
