@@ -331,10 +331,6 @@ def _ignore(_: int) -> None:
     pass
 
 
-def _not_held(span: Span) -> bytes:
-    raise ValueError(f"the footer points outside itself (bytes {span[0]}-{span[1]})")
-
-
 async def open_parquet(
     calls: S3Calls,
     info: ObjectInfo,
@@ -342,6 +338,7 @@ async def open_parquet(
     columns: Sequence[str] | None,
     readahead: int,
     progress: Progress,
+    tail_bytes: int = TAIL_BYTES,
 ) -> ParquetStream | None:
     """Start reading a Parquet object row group by row group; None when its tail shows it is
     not a plain Parquet file (the caller reads it as any other file, and says what it is)."""
@@ -349,7 +346,7 @@ async def open_parquet(
     if pinned.checksum is not None and not pinned.checksum.is_crc:
         return None  # a hash (SHA) needs every byte in order: read it whole instead
     size = info.size
-    first = max(0, size - TAIL_BYTES)
+    first = max(0, size - tail_bytes)
     tail = await pinned.get((first, size - 1), progress)
     if len(tail) < 12 or tail[-4:] != _MAGIC:
         return None
@@ -359,7 +356,12 @@ async def open_parquet(
     if footer > len(tail):  # a big footer: fetch the rest of it
         first = size - footer
         tail = await pinned.get((first, size - len(tail) - 1), progress) + tail
-    file = RangeFile(size, _not_held)
+    loop = asyncio.get_running_loop()
+
+    def missing(span: Span) -> bytes:  # pyarrow reads the last 64 KiB for the footer
+        return asyncio.run_coroutine_threadsafe(pinned.get(span, _ignore), loop).result()
+
+    file = RangeFile(size, missing)
     file.put(first, tail)
     with translated(str(info.uri), _PARQUET):
         meta = await asyncio.to_thread(pq.read_metadata, pa.PythonFile(file, mode="r"))
