@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +25,7 @@ from dreambolt.embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_
 from dreambolt.errors import InvalidS3UriError
 from dreambolt.fetch import ByteBudget, Fetched, fetch
 from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
-from dreambolt.load import load_frame, plan_files
+from dreambolt.load import checked_columns, load_frame, plan_files
 from dreambolt.pipeline import Pipeline
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from dreambolt.s3.client import S3Client
@@ -44,6 +44,7 @@ from dreambolt.write import (
 __all__ = ["Ingester"]
 
 T = TypeVar("T")
+FetchOne = Callable[..., Awaitable[Fetched]]  # Ingester._fetch with the run's settings
 OnError = Literal["skip", "abort"]
 Mode = Literal["append", "replace"]
 INGEST_CONCURRENCY = 64
@@ -177,11 +178,12 @@ class Ingester:
         *,
         in_memory: bool = False,
         defer_text: bool = False,
+        columns: Sequence[str] | None = None,
     ) -> Fetched:
         # load() returns the whole frame anyway: read the object in memory (up to the budget)
         # and parse it at once, which is faster than spooling it and parsing batches.
         threshold = self.memory_budget if in_memory else self.spool_threshold
-        return await fetch(
+        item = await fetch(
             src,
             client=self._s3,
             spool=spool,
@@ -191,7 +193,12 @@ class Ingester:
             defer_text=defer_text,
             limits=self.limits,
             options=self.csv,
+            columns=columns,
+            readahead=self.memory_budget // 8,
         )
+        if self.embedder is not None and item.frame is not None:
+            item.columns = None  # projected already: the `embedding` column added next stays
+        return item
 
     # --- load ----------------------------------------------------------------------------
 
@@ -202,12 +209,16 @@ class Ingester:
         format: str | None = None,
         embed: str | Embedder | None = None,
         embed_column: str | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """Read a file (or every file under a prefix/glob) into one polars DataFrame.
 
         With `embed` (or the Ingester's own embedder) an `embedding` column is added; vectors
         are cached in memory for the Ingester's lifetime (load writes nothing to the database).
+        With `columns`, only those columns, in that order (Parquet reads no others); a file
+        without one of them raises `FormatError` naming the file and the columns it has.
         """
+        wanted = checked_columns(columns)
         sources, failures = await expand([uri], self._s3)
         if failures:
             raise failures[0][1]
@@ -223,7 +234,9 @@ class Ingester:
         try:
             return await load_frame(
                 sources,
-                lambda src, spool: self._fetch(src, spool, declared, in_memory=True),
+                lambda src, spool, defer: self._fetch(
+                    src, spool, declared, in_memory=True, defer_text=defer, columns=wanted
+                ),
                 budget=self.memory_budget,
                 files_in_flight=self.files_in_flight,
                 limits=self.limits,
@@ -245,8 +258,12 @@ class Ingester:
         exclude: Sequence[str] = (),
         format: str | None = None,
         dry_run: bool = False,
+        columns: Sequence[str] | None = None,
     ) -> IngestReport:
         """Load every file the URIs name into `table`, exactly once; returns the per-file report.
+
+        With `columns`, only those columns of each file (and the lineage columns); a file
+        without one of them is skipped with a `FormatError` naming the columns it has.
 
         Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
         and S3AuthError when there are no credentials at all (every file would fail alike).
@@ -259,6 +276,7 @@ class Ingester:
             )
         if mode not in ("append", "replace"):
             raise ValueError(f"mode must be 'append' or 'replace', got {mode!r}")
+        wanted = checked_columns(columns)
         table = validate_table_name(table) if table is not None else default_table_name(inputs)
         started = time.monotonic()
         report = IngestReport(
@@ -284,7 +302,8 @@ class Ingester:
                 self.embedder, AsyncCache(cache, run=self._db), self.embed_column
             )
         try:
-            await self._execute(run, writer, todo, loaded, format or self.format)
+            fetch_one = partial(self._fetch, declared=format or self.format, columns=wanted)
+            await self._execute(run, writer, todo, loaded, fetch_one)
         finally:
             report.seconds = time.monotonic() - started
         return report
@@ -346,7 +365,7 @@ class Ingester:
         writer: Writer,
         todo: list[Source],
         loaded: dict[str, str | None],
-        declared: str | None,
+        fetch_one: FetchOne,
     ) -> None:
         """Plan (dry run) or load the files, with a spool folder for the run."""
         report = run.report
@@ -354,13 +373,11 @@ class Ingester:
         run.spool = spool.path
         try:
             if report.dry_run:
-                await plan_files(
-                    run, todo, loaded, lambda src: self._fetch(src, run.spool, declared)
-                )
+                await plan_files(run, todo, loaded, lambda src: fetch_one(src, run.spool))
             elif todo:
                 self.listener.planned(len(todo), sum(s.size for s in todo))
                 pipeline = Pipeline(
-                    fetch=partial(self._fetch, declared=declared),
+                    fetch=fetch_one,
                     listener=self.listener,
                     files_in_flight=self.files_in_flight,
                     spool_threshold=self.spool_threshold,

@@ -34,6 +34,7 @@ from dreambolt.errors import (
 )
 from dreambolt.fetch import ByteBudget, Failed, Fetched
 from dreambolt.formats.many import read_many
+from dreambolt.formats.project import projected
 from dreambolt.formats.read import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes
 from dreambolt.prefetch import Prefetch
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, Status
@@ -152,7 +153,7 @@ class Run:
 async def parse_deferred(
     batch: list[Fetched | Failed], limits: ParseLimits = DEFAULT_LIMITS
 ) -> list[Fetched | Failed]:
-    """Parse the batch's unparsed small CSVs together (in a worker thread); errors per file.
+    """Parse the batch's unparsed small CSVs together (in a thread), projected; errors per file.
 
     If the grouped parse itself breaks (a parser panic), each file is parsed on its own, so
     only the file at fault fails. If this is cancelled, the batch's files are discarded
@@ -161,9 +162,7 @@ async def parse_deferred(
     deferred = [i for i in batch if isinstance(i, Fetched) and i.raw is not None]
     if not deferred:
         return batch
-    items = [
-        (i.raw, i.fmt, i.source.uri) for i in deferred if i.raw is not None and i.fmt is not None
-    ]
+    items = [(i.raw, i.fmt, i.source.uri) for i in deferred if i.raw is not None and i.fmt]
     parsed: list[pl.DataFrame | Exception]
     try:
         try:
@@ -180,10 +179,13 @@ async def parse_deferred(
     outcome: dict[int, Fetched | Failed] = {}
     for item, frame in zip(deferred, parsed, strict=True):
         item.raw = None
-        if isinstance(frame, Exception):
-            outcome[id(item)] = Failed(item.source, frame, cost=item.cost, seconds=item.seconds)
-        else:
-            item.frame = frame
+        if not isinstance(frame, Exception):
+            try:
+                item.frame = projected(frame, item.columns, item.source.uri)
+                continue
+            except FormatError as exc:  # a column asked for is not there
+                frame = exc
+        outcome[id(item)] = Failed(item.source, frame, cost=item.cost, seconds=item.seconds)
     return [outcome.get(id(i), i) for i in batch]
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Many small whole-object GETs: botocore's `get_object` against `PresignedGets`.
+"""Many small objects: botocore's `get_object` against `PresignedGets`, or whole `load()`s.
 
 Writes COUNT objects of SIZE bytes under a temporary root, starts scripts/bench_server.py on it
 (time to first byte --ttfb-ms, per-connection pacing --conn-mibps), then, in alternating rounds,
@@ -10,12 +10,20 @@ and the medians.
 
     python scripts/bench_small_get.py [--count 1000] [--size 30720] [--rounds 7] \
         [--concurrency 64] [--ttfb-ms 20] [--conn-mibps 60] [--region eu-west-1]
+
+With `--load NAME=DIR,...` it instead writes COUNT CSV files of about SIZE bytes and, in
+alternating rounds, runs `await Ingester().load("s3://small/*.csv")` in a fresh process with
+each DIR first on `sys.path` (e.g. `before=/tmp/old,after=.`: two versions of DreamBolt), and
+`polars` as a contender: polars' own `scan_csv("s3://small/*.csv").collect()`. Each process
+loads twice and reports both (cold: with client set-up and first connections; warm: again);
+wall and CPU seconds of that process (all its threads), imports excluded, and CPU ms per object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -33,6 +41,33 @@ from dreambolt.s3.presigned import PresignedGets, get_small_object
 from dreambolt.s3.session import new_session
 
 BUCKET = "small"
+LOADER = """
+import asyncio, json, os, sys, time
+endpoint, uri, tool = sys.argv[1:4]
+if tool == "polars":
+    import polars as pl
+    opts = {"aws_endpoint_url": endpoint, "aws_access_key_id": "bench",
+            "aws_secret_access_key": "bench-secret-not-real", "aws_region": "eu-west-1",
+            "aws_allow_http": "true"}
+    def once():
+        return pl.scan_csv(uri, storage_options=opts).collect()
+    for _ in range(2):
+        wall, cpu = time.perf_counter(), time.process_time()
+        frame = once()
+        print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu, frame.height]))
+else:
+    import dreambolt, polars
+    from dreambolt import Ingester
+    from dreambolt.s3.options import S3Options
+    async def main():
+        async with Ingester(s3=S3Options(endpoint_url=endpoint, region="eu-west-1")) as ing:
+            for _ in range(2):
+                wall, cpu = time.perf_counter(), time.process_time()
+                frame = await ing.load(uri)
+                took = [time.perf_counter() - wall, time.process_time() - cpu, frame.height]
+                print(json.dumps(took), flush=True)
+    asyncio.run(main())
+"""
 
 
 @contextmanager
@@ -101,6 +136,52 @@ async def one_round(
     return wall, cpu
 
 
+def csv_bytes(index: int, size: int) -> bytes:
+    """A CSV file of about `size` bytes: an int, a text, a float and a date column."""
+    lines = ["id,name,value,day"]
+    total, row = 18, 0
+    while total < size:
+        day = f"2026-01-{row % 28 + 1:02d}"
+        line = f"{index * 100_000 + row},name-{row % 97}-{index},{row * 0.25:.2f},{day}"
+        lines.append(line)
+        total += len(line) + 1
+        row += 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def load_round(endpoint: str, tool: str, tree: str | None) -> list[tuple[float, float, int]]:
+    """One process loading every object twice: [(wall, CPU, rows) cold, (...) warm]."""
+    env, cwd = dict(os.environ), tempfile.gettempdir()  # `-c` puts the cwd first on sys.path
+    if tree is not None:
+        env["PYTHONPATH"] = cwd = str(Path(tree).resolve())
+    cmd = [sys.executable, "-c", LOADER, endpoint, f"s3://{BUCKET}/*.csv", tool]
+    out = subprocess.run(
+        cmd, env=env, cwd=cwd, check=True, capture_output=True, text=True, timeout=300
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    return [(float(wall), float(cpu), int(height)) for wall, cpu, height in rows]
+
+
+def bench_load(args: argparse.Namespace, endpoint: str) -> None:
+    """Alternating rounds of `load()` by each tree, and of polars' own reader."""
+    contenders = {name: tree for name, _, tree in (t.partition("=") for t in args.load.split(","))}
+    contenders["polars"] = ""
+    runs: dict[str, list[list[tuple[float, float, int]]]] = {name: [] for name in contenders}
+    for n in range(args.rounds):
+        for name, tree in contenders.items():
+            tool = "polars" if name == "polars" else "dreambolt"
+            took = load_round(endpoint, tool, tree or None)
+            runs[name].append(took)
+            shown = "  ".join(f"{w:.3f}s/{c:.3f}s cpu" for w, c, _ in took)
+            print(f"round {n + 1} {name:8} cold, warm: {shown} rows {took[0][2]}", flush=True)
+    for name, rounds in runs.items():
+        for which, label in ((0, "cold"), (1, "warm")):
+            wall = statistics.median(r[which][0] for r in rounds)
+            cpu = statistics.median(r[which][1] for r in rounds)
+            per = cpu / args.count * 1000
+            print(f"median {name:8} {label} wall {wall:.3f}s cpu {cpu:.3f}s = {per:.2f} ms/object")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
@@ -110,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ttfb-ms", type=float, default=20.0)
     parser.add_argument("--conn-mibps", type=float, default=60.0)
     parser.add_argument("--region", default="eu-west-1")
+    parser.add_argument("--load", default="", help="NAME=DIR,...: load() by these trees")
     args = parser.parse_args(argv)
     # This process's own dummy credentials (the server ignores authentication).
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -119,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "root"
         (root / BUCKET).mkdir(parents=True)
         keys = [f"f{i:05d}.csv" for i in range(args.count)]
-        for key in keys:
-            (root / BUCKET / key).write_bytes(os.urandom(args.size))
+        for i, key in enumerate(keys):
+            data = csv_bytes(i, args.size) if args.load else os.urandom(args.size)
+            (root / BUCKET / key).write_bytes(data)
         with server(root, args.ttfb_ms, args.conn_mibps) as endpoint:
+            if args.load:
+                bench_load(args, endpoint)
+                return 0
             for n in range(args.rounds):
                 for name, runs in results.items():
                     wall, cpu = asyncio.run(

@@ -138,6 +138,13 @@ _OPTIONS: list[_Decorator] = [
         help="Encoding of text files, e.g. latin-1, cp1252, utf-16 (default: UTF-8).",
     ),
     click.option(
+        "--columns",
+        metavar="A,B",
+        callback=lambda _ctx, _param, value: _column_list(value),
+        envvar="DREAMBOLT_COLUMNS",
+        help="Load only these columns, in this order (a file without one is skipped).",
+    ),
+    click.option(
         "--include", multiple=True, metavar="GLOB", help="Only keys matching (repeatable)."
     ),
     click.option(
@@ -150,6 +157,20 @@ _OPTIONS: list[_Decorator] = [
     click.option("--json", "as_json", is_flag=True, help="Write the report as JSON to stdout."),
     click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors."),
 ]
+
+
+def _column_list(value: str | None) -> list[str] | None:
+    """--columns a,b as ["a", "b"] (names trimmed); a usage error for an empty or repeated one."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(
+            f"{value!r} has an empty column name; write e.g. --columns id,name"
+        )
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"{value!r} names a column more than once")
+    return names
 
 
 def _with_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -247,6 +268,7 @@ def _ingest(
                     include=params["include"],
                     exclude=params["exclude"],
                     dry_run=params["dry_run"],
+                    columns=params["columns"],
                 )
 
     try:

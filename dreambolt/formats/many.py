@@ -12,7 +12,7 @@ from dreambolt.errors import FormatError
 from dreambolt.formats import read
 from dreambolt.formats.blocks import csv_rows
 from dreambolt.formats.detect import NO_OPTIONS, FileFormat, Format
-from dreambolt.formats.dialect import plain
+from dreambolt.formats.dialect import SAMPLE_BYTES, SAMPLE_LINES, plain
 from dreambolt.formats.limits import DEFAULT_LIMITS, ParseLimits
 from dreambolt.formats.parse_errors import FATAL
 from dreambolt.formats.widening import faithful
@@ -44,7 +44,7 @@ def read_many(
             and header.strip()
             and b'"' not in data
             and len(data) <= limits.max_record_bytes
-            and plain(data, fmt.kind, fmt.options) is not None
+            and plain(_sample(data), fmt.kind, fmt.options) is not None
         ):
             groups.setdefault((fmt.kind, header.rstrip(b"\r")), []).append(index)
         else:
@@ -54,6 +54,20 @@ def read_many(
         for index, frame in zip(members, frames, strict=True):
             results[index] = frame if frame is not None else _read_one(*items[index], limits)
     return [r if r is not None else pl.DataFrame() for r in results]
+
+
+def _sample(data: bytes) -> bytes:
+    """What `dialect.plain` needs to see of a quote-free file to say what it says of all of
+    it: its first `SAMPLE_LINES` lines, when it has no carriage return and fits the sample
+    (else the whole file)."""
+    if len(data) > SAMPLE_BYTES or b"\r" in data:
+        return data
+    end = -1
+    for _ in range(SAMPLE_LINES):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return data
+    return data[: end + 1]
 
 
 def _read_one(

@@ -12,6 +12,13 @@ profile's `ca_bundle`, else botocore's default). Measured with scripts/bench_sma
 (1,000 objects of 30 KiB, 64 in flight, 20 ms to first byte, medians of 7 rounds): 2.58 s of
 CPU with `get_object`, 1.38 s this way; wall 5.76 s against 3.24 s.
 
+Presigning still costs botocore most of that 0.1 ms (endpoint rules, serialising, the signer's
+request objects). So once botocore has presigned a GET of a bucket (with a given set of
+arguments, in a region), `_Signer` learns that URL's form (host, the path before the key, the
+signing scope) and signs the next GETs itself: SigV4 query signing, with the same credentials
+(the session's, refreshed as botocore refreshes them). It is used only if, given botocore's
+time, it made botocore's very URL, signature included; else botocore presigns them all.
+
 What comes back looks like botocore's result: the response fields DreamBolt reads, or the
 `ClientError` botocore would raise (code, message, status, request id, headers), so error
 translation and the retry policy see no difference. The plain `get_object` is used instead
@@ -24,18 +31,21 @@ redirect to another region (botocore's redirector handles it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ssl
+import time
 import xml.etree.ElementTree as ET
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import aiohttp
 from aiobotocore.session import AioSession
 from botocore import exceptions as bce
 from botocore.exceptions import ClientError
 from botocore.httpsession import ProxyConfiguration, get_cert_path
-from botocore.utils import get_environ_proxies
+from botocore.utils import get_environ_proxies, percent_encode
 from yarl import URL
 
 from dreambolt.s3.session import parse_timestamp
@@ -57,6 +67,7 @@ _FIELDS = {  # response header -> GetObject field (only those DreamBolt reads)
     "x-amz-checksum-sha256": "ChecksumSHA256",
 }
 _Route = tuple[str | None, dict[str, str]]  # proxy URL (no credentials), its login header
+_HEADERS = {"IfMatch": "If-Match", "ChecksumMode": "x-amz-checksum-mode"}  # signed, sent
 
 
 class PresignedGets:
@@ -82,26 +93,20 @@ class PresignedGets:
         self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
         self._routes: dict[str, _Route | None] = {}  # by endpoint URL; None: use get_object
+        self._botocore = session
+        self._creds: Any = None  # the session's credentials (False: none)
+        self._signers: dict[tuple[object, ...], _Signer | None] = {}  # None: botocore signs
         self._closed = False
 
     async def get(self, client: Any, params: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """GET a whole object (`params` as for `get_object`); returns (response fields, body)."""
         route = self._route(client) if params.keys() <= _SIGNED else None
-        url = None
-        if route is not None:
-            url = await client.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=EXPIRES
-            )
-            if not same_endpoint(client.meta.endpoint_url, params["Bucket"], url):
-                url = None
+        url = None if route is None else await self._presign(client, params)
         if url is None or route is None:
             return await _plain_get(client, params)
         headers = {"Accept-Encoding": "identity"}  # as aiobotocore sends; bytes as stored
         # The headers that were signed (X-Amz-SignedHeaders) must be sent as signed.
-        if "IfMatch" in params:
-            headers["If-Match"] = params["IfMatch"]
-        if "ChecksumMode" in params:
-            headers["x-amz-checksum-mode"] = params["ChecksumMode"]
+        headers.update((name, params[field]) for field, name in _HEADERS.items() if field in params)
         status, reply, body = await self._send(url, headers, route)
         if status >= 300:
             if _elsewhere(status, reply):
@@ -110,6 +115,32 @@ class PresignedGets:
         fields = _fields(status, reply)
         fields.setdefault("ContentLength", len(body))  # a chunked reply: aiohttp checked the end
         return fields, body
+
+    async def _presign(self, client: Any, params: dict[str, Any]) -> str | None:
+        """A presigned URL of this GET on the client's own endpoint, else None: signed here
+        when `_Signer` has learnt the form of such URLs, else by botocore."""
+        meta, bucket = client.meta, params["Bucket"]
+        form = (meta.endpoint_url, meta.region_name, bucket, frozenset(params))
+        known = form in self._signers
+        signer = self._signers.get(form)
+        creds = await self._credentials() if signer is not None or not known else None
+        if signer is not None and creds is not None:
+            return signer.url(creds, params, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        url: str = await client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=EXPIRES
+        )
+        if not same_endpoint(meta.endpoint_url, bucket, url):
+            self._signers[form] = None
+            return None
+        if not known and creds is not None:
+            self._signers[form] = _Signer.learn(url, params, creds)
+        return url
+
+    async def _credentials(self) -> Any:
+        """The session's credentials as they are now (refreshed if due), or None."""
+        if self._creds is None:
+            self._creds = await self._botocore.get_credentials() or False
+        return await self._creds.get_frozen_credentials() if self._creds else None
 
     async def _send(
         self, url: str, headers: dict[str, str], route: _Route
@@ -160,6 +191,7 @@ class PresignedGets:
                     connector=aiohttp.TCPConnector(limit=self._limit, ssl=context),
                     timeout=self._timeout,
                     auto_decompress=False,
+                    cookie_jar=aiohttp.DummyCookieJar(),  # S3 sets none: no jar to consult
                     # No proxies or credentials from the environment here: a netrc entry would
                     # add an Authorization header next to the presigned one (S3 refuses both),
                     # and proxies are chosen as botocore chooses them (`_route`).
@@ -173,6 +205,73 @@ class PresignedGets:
         if endpoint not in self._routes:
             self._routes[endpoint] = route_for(client.meta.config, endpoint)
         return self._routes[endpoint]
+
+
+class _Signer:
+    """SigV4 query signing of GETs whose URLs botocore would form as `prefix` + the key."""
+
+    def __init__(self, prefix: str, host: str, path: str, region: str, service: str) -> None:
+        self.prefix, self.host, self.path = prefix, host, path
+        self.region, self.service = region, service
+        self._keys: dict[tuple[str, str], bytes] = {}  # (secret, day) -> signing key
+
+    @classmethod
+    def learn(cls, url: str, params: dict[str, Any], creds: Any) -> _Signer | None:
+        """The signer of URLs like `url` (botocore's for `params`), if it makes that very URL
+        from the same arguments and time; else None."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        key = percent_encode(params["Key"], safe="/~")
+        scope = query.get("X-Amz-Credential", "").split("/")
+        if len(scope) != 5 or not parts.path.endswith(key) or not parts.netloc:
+            return None
+        path = parts.path[: len(parts.path) - len(key)]
+        signer = cls(f"{parts.scheme}://{parts.netloc}", parts.netloc, path, scope[2], scope[3])
+        mine = urlsplit(signer.url(creds, params, query.get("X-Amz-Date", "")))
+        same = mine.path == parts.path and dict(parse_qsl(mine.query)) == query
+        return signer if same and len(query) == len(parse_qsl(parts.query)) else None
+
+    def url(self, creds: Any, params: dict[str, Any], stamp: str) -> str:
+        """The presigned URL of a GET (`params` as for `get_object`) at time `stamp`."""
+        day = stamp[:8]
+        signed = {"host": self.host}
+        signed.update(
+            (h.lower(), " ".join(str(params[f]).split()))
+            for f, h in _HEADERS.items()
+            if f in params
+        )
+        names = ";".join(sorted(signed))
+        scope = f"{day}/{self.region}/{self.service}/aws4_request"
+        query = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{creds.access_key}/{scope}",
+            "X-Amz-Date": stamp,
+            "X-Amz-Expires": str(EXPIRES),
+            "X-Amz-SignedHeaders": names,
+        }
+        if "VersionId" in params:
+            query["versionId"] = params["VersionId"]
+        if creds.token:
+            query["X-Amz-Security-Token"] = creds.token
+        canonical = "&".join(
+            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
+        )
+        path = self.path + percent_encode(params["Key"], safe="/~")
+        headers = "".join(f"{name}:{signed[name]}\n" for name in sorted(signed))
+        request = f"GET\n{path}\n{canonical}\n{headers}\n{names}\nUNSIGNED-PAYLOAD"
+        digest = hashlib.sha256(request.encode()).hexdigest()
+        text = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
+        signature = hmac.new(self._key(creds.secret_key, day), text.encode(), "sha256")
+        return f"{self.prefix}{path}?{canonical}&X-Amz-Signature={signature.hexdigest()}"
+
+    def _key(self, secret: str, day: str) -> bytes:
+        key = self._keys.get((secret, day))
+        if key is None:
+            key = ("AWS4" + secret).encode()
+            for part in (day, self.region, self.service, "aws4_request"):
+                key = hmac.new(key, part.encode(), "sha256").digest()
+            self._keys = {(secret, day): key}  # only the latest: credentials rotate
+        return key
 
 
 def route_for(config: Any, endpoint_url: str) -> _Route | None:

@@ -25,4 +25,7 @@ class Source:
     @property
     def name(self) -> str:
         """The file name part, used to detect the format."""
-        return self.path.name if self.path else PurePosixPath(self.uri).name
+        if self.path:
+            return self.path.name
+        last = self.uri.rpartition("/")[2]  # as PurePosixPath says, at a fraction of the cost
+        return last if last not in ("", ".") else PurePosixPath(self.uri).name
