@@ -4,15 +4,13 @@ This module is the registry of tools and the runner that times one of them; the 
 themselves are in bench_tools.py and bench_tools_ranged.py. Run by `scripts/bench.py`, one
 measurement per fresh process:
 
-    python scripts/bench_peers.py '{"tool": "s3fs", "scenario": "s2", ...}'
+    python scripts/bench_peers.py '{"tool": "s3fs", "entry": "load", ...}'
 
 The tool's libraries are imported before the clock starts; the clock covers creating the
-client, every request, parsing and writing the DuckDB table (closed, so committed). The result
-is checked afterwards (rows in the table or frame, bytes read) so no tool wins by doing less.
-The last line of stdout is `BENCH-RESULT {json}`.
-
-Scenarios: s1 one Parquet object → polars DataFrame; s2 one CSV object → DuckDB table;
-s3 many small CSV objects under a prefix → one DuckDB table; s4 one big CSV → DuckDB table.
+client, every request, parsing and (ingest) writing the DuckDB table, closed so committed. CPU
+is the process's CPU time (all threads) over the same span. The result is checked afterwards
+(rows and columns of the frame or table, bytes read) so no tool wins by doing less. The last
+line of stdout is `BENCH-RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import importlib
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench_tools import (
@@ -30,51 +28,82 @@ from bench_tools import (
     Ctx,
     Work,
     boto3_polars,
-    boto3_threads,
     dreambolt,
     dreambolt_download,
     duckdb_httpfs,
     polars_native,
-    s3fs_polars,
+    polars_read,
 )
-from bench_tools_ranged import obstore_polars, raw_reader
+from bench_tools_ranged import obstore_polars, raw_reader, s3fs_polars
 
-__all__ = ["KEY", "REFERENCE_TOOLS", "SECRET", "TOOLS", "main"]
+__all__ = ["DEFAULT_TOOLS", "KEY", "REFERENCE_TOOLS", "SECRET", "TOOLS", "Tool", "main"]
 
 MARKER = "BENCH-RESULT "
-
-# --- the registry and the runner ------------------------------------------------------------
+ENTRIES = ("load", "ingest")
 
 
 @dataclass(frozen=True)
 class Tool:
-    """A contender: its label, the modules it imports before the clock, its work per scenario."""
+    """A contender: its label, the modules it imports before the clock, its work; the entry
+    points it runs (`download`: a reference row, run once per shape), whether it reads one
+    object, many or both, and environment variables set for its child process only."""
 
     label: str
     imports: tuple[str, ...]
     work: Work
-    scenarios: tuple[str, ...] = ("s1", "s2", "s3", "s4")
+    entries: tuple[str, ...] = ENTRIES
+    single: bool = True
+    many: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+    def runs_on(self, entry: str, many: bool) -> bool:
+        return entry in self.entries and (self.many if many else self.single)
 
 
 _DB = ("polars", "duckdb")
+# polars' documented cloud knob: requests in flight (set per child, never in this process).
+POLARS_KNOB = "POLARS_CONCURRENCY_BUDGET"
+
+
+def polars_env(in_flight: int) -> dict[str, str]:
+    return {POLARS_KNOB: str(in_flight)}
+
+
 TOOLS: dict[str, Tool] = {
     "dreambolt": Tool("DreamBolt", ("dreambolt", *_DB), dreambolt),
-    "s3fs": Tool("s3fs + polars", ("s3fs", *_DB), s3fs_polars),
-    "boto3": Tool("boto3 download_fileobj + polars", ("boto3", *_DB), boto3_polars),
-    "boto3-threads": Tool(
-        "boto3 download_fileobj + polars (16 threads)", ("boto3", *_DB), boto3_threads, ("s3",)
+    "polars": Tool(
+        "polars scan_* s3:// (concurrency budget = N)", _DB, polars_native, env={POLARS_KNOB: ""}
     ),
-    "polars": Tool("polars native s3://", _DB, polars_native),
-    "obstore": Tool("obstore + polars (async, 16 in flight)", ("obstore", *_DB), obstore_polars),
+    "boto3": Tool("boto3 (TransferConfig / N threads) + polars", ("boto3", *_DB), boto3_polars),
+    "obstore": Tool("obstore + polars (N in flight)", ("obstore", *_DB), obstore_polars),
+    "s3fs": Tool("s3fs cat_ranges / cat (batch N) + polars", ("s3fs", *_DB), s3fs_polars),
     "duckdb-httpfs": Tool("DuckDB httpfs", _DB, duckdb_httpfs),
+    "polars-default": Tool("polars scan_* s3:// (default settings)", _DB, polars_native),
+    "polars-read": Tool(
+        "polars read_* s3:// (concurrency budget = N)", _DB, polars_read, env={POLARS_KNOB: ""}
+    ),
     "raw": Tool(
-        "raw reader: aiohttp GETs, no parsing", ("aiohttp",), raw_reader, ("s1", "s2", "s3")
+        "raw reader: aiohttp GETs, N in flight, no parsing",
+        ("aiohttp",),
+        raw_reader,
+        entries=("download",),
     ),
     "dreambolt-download": Tool(
-        "DreamBolt download phase (S3Client.read)", ("dreambolt",), dreambolt_download, ("s1", "s2")
+        "DreamBolt download phase (S3Client.read, concurrency N)",
+        ("dreambolt",),
+        dreambolt_download,
+        entries=("download",),
+        many=False,
     ),
 }
 REFERENCE_TOOLS = ("raw", "dreambolt-download")  # not peers: they do not parse or write
+# The default run: everything but the variants that only repeat a peer with other settings.
+DEFAULT_TOOLS = tuple(t for t in TOOLS if t not in ("polars-default", "polars-read"))
+
+
+def tool_env(name: str, in_flight: int) -> dict[str, str]:
+    """The tool's own environment variables, an empty value standing for N (in flight)."""
+    return {k: v or str(in_flight) for k, v in TOOLS[name].env.items()}
 
 
 def _peak_rss_kib() -> int:
@@ -87,45 +116,49 @@ def _peak_rss_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _check(ctx: Ctx, result: Any, expect_rows: int, expect_bytes: int) -> dict[str, int]:
-    if isinstance(result, int):
-        if result != expect_bytes:
-            raise RuntimeError(f"read {result} bytes, expected {expect_bytes}")
-        return {"bytes": result}
-    if ctx.scenario == "s1":
-        rows = int(result.height)
-    else:
-        import duckdb
+def _shape_of(ctx: Ctx, result: Any) -> tuple[int, int]:
+    """(rows, columns) of the frame returned or of table t."""
+    if ctx.entry == "load":
+        return int(result.height), int(result.width)
+    import duckdb
 
-        con = duckdb.connect(ctx.db, read_only=True)
-        try:
-            row = con.execute("SELECT count(*) FROM t").fetchone()
-        finally:
-            con.close()
-        rows = int(row[0]) if row else 0
-    if rows != expect_rows:
-        raise RuntimeError(f"got {rows} rows, expected {expect_rows}")
-    return {"rows": rows}
+    con = duckdb.connect(ctx.db, read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FROM t").fetchone()
+        columns = len(con.execute("SELECT * FROM t LIMIT 0").description or ())
+    finally:
+        con.close()
+    return (int(row[0]) if row else 0), columns
+
+
+def check(ctx: Ctx, result: Any, spec: dict[str, Any]) -> dict[str, int]:
+    if ctx.entry == "download":
+        if result != spec["bytes"]:
+            raise RuntimeError(f"read {result} bytes, expected {spec['bytes']}")
+        return {"bytes": int(result)}
+    rows, columns = _shape_of(ctx, result)
+    if rows != spec["rows"] or columns < spec["columns"]:
+        raise RuntimeError(
+            f"got {rows} rows × {columns} columns, expected {spec['rows']} × {spec['columns']}"
+        )
+    return {"rows": rows, "columns": columns}
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     tool = TOOLS[spec["tool"]]
-    ctx = Ctx(spec["scenario"], spec["endpoint"], spec["bucket"], spec["path"], spec["db"])
+    ctx = Ctx(**{k: spec[k] for k in Ctx.__dataclass_fields__})
     for module in tool.imports:
         imported = importlib.import_module(module)
         # A package that imports lazily (PEP 562, as `dreambolt` does for a fast CLI) is
         # imported whole here too, so no tool pays its imports on the clock.
         for name in getattr(imported, "__all__", ()):
             getattr(imported, name)
-    began = time.perf_counter()
+    cpu, began = time.process_time(), time.perf_counter()
     result = tool.work(ctx)
-    outcome = {
-        "seconds": time.perf_counter() - began,
-        "rss_kib": _peak_rss_kib(),
-        **_check(ctx, result, spec["rows"], spec["bytes"]),
-    }
-    print(MARKER + json.dumps(outcome), flush=True)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    outcome = {"seconds": seconds, "cpu": cpu, "rss_kib": _peak_rss_kib()}
+    print(MARKER + json.dumps(outcome | check(ctx, result, spec)), flush=True)
     return 0
 
 

@@ -54,7 +54,8 @@ def _kill(pid: int) -> None:
 
 
 def run_child(args: list[str], *, timeout: float, cwd: Path, env: dict[str, str]) -> Run:
-    """Run one measurement process: its reported work time and peak RSS, and its wall time.
+    """Run one measurement process: its reported work time, work CPU and peak RSS, and its
+    wall and CPU time as a whole.
 
     Peak RSS is the child's own VmHWM, reported by the child: `ru_maxrss` from wait4 would
     include this (large) process's RSS at fork time, which Linux carries across exec.
@@ -91,7 +92,7 @@ def run_child(args: list[str], *, timeout: float, cwd: Path, env: dict[str, str]
         tail = err.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         return Run(None, elapsed, None, cpu, f"exit {proc.returncode}: {tail[0][:300]}")
     outcome = json.loads(results[-1][len(MARKER) :])
-    return Run(outcome["seconds"], elapsed, outcome["rss_kib"] / 1024, cpu)
+    return Run(outcome["seconds"], elapsed, outcome["rss_kib"] / 1024, cpu, None, outcome["cpu"])
 
 
 @contextlib.contextmanager

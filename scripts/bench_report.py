@@ -15,16 +15,16 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-from bench_data import DataInfo
+from bench_data import FULL, QUICK, DataInfo, Shape
+from bench_peers import POLARS_KNOB
 from bench_processes import SETTINGS
-from bench_tables import MiB, Run, derived, scenario_table
+from bench_tables import Cells, MiB, cell_table, summary, targets
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {
-    "s1": "S1 — one Parquet object → polars DataFrame",
-    "s2": "S2 — one CSV object → DuckDB table",
-    "s3": "S3 — many small CSV objects under one prefix → one DuckDB table",
-    "s4": "S4 — one big CSV object → DuckDB table (peak RSS is the figure here)",
+ENTRY_TITLES = {
+    "load": "`load()` → polars DataFrame",
+    "ingest": "`ingest()` → DuckDB table",
+    "download": "download only, no parsing (reference rows)",
 }
 PACKAGES = [
     "dreambolt",
@@ -42,7 +42,7 @@ PACKAGES = [
     "obstore",
 ]
 
-Results = dict[str, dict[str, dict[str, list[Run]]]]  # setting → scenario → tool → runs
+Results = dict[str, Cells]  # setting → shape → entry → tool → runs
 
 
 # --- the report --------------------------------------------------------------------------
@@ -110,19 +110,16 @@ def machine(load_at_start: str) -> list[str]:
     ]
 
 
-def report(
-    args: argparse.Namespace,
-    results: Results,
-    data: dict[str, DataInfo],
-    unavailable: dict[str, str],
-    began: datetime,
-    load_at_start: str,
-    measured: str,
-) -> str:
-    from dreambolt import Ingester, S3Client, S3Options
-    from dreambolt.ingest import INGEST_CONCURRENCY
+def _describe(shape: Shape) -> str:
+    if shape.kind == "parquet":
+        return f"Parquet, {shape.frame} columns, ~{shape.row_groups} row groups, {shape.codec}"
+    what = f"CSV, {shape.frame} columns"
+    return what + (f", {shape.count} objects under a prefix" if shape.count > 1 else "")
 
-    client = S3Client()
+
+def _settings(args: argparse.Namespace, n: int) -> list[str]:
+    from dreambolt import Ingester, S3Options
+
     kw = Ingester.__init__.__kwdefaults__ or {}
     ing = (
         f"files_in_flight={kw.get('files_in_flight')}, memory_budget="
@@ -130,11 +127,61 @@ def report(
         f"{kw.get('spool_threshold', 0) // MiB} MiB"
     )
     lines = [
+        f"- server `{name}`: `scripts/bench_server.py --ttfb-ms {SETTINGS[name][0]:g} "
+        f"--conn-mibps {SETTINGS[name][1]:g}` on 127.0.0.1, its own process"
+        for name in args.settings
+    ]
+    return [
+        *lines,
+        f"- {args.runs} run(s) per tool, shape and entry point, each in a fresh process, tools"
+        f" interleaved; time limit {args.timeout:.0f} s per run"
+        + (" (1 run: not a median)" if args.runs == 1 else ""),
+        "- **median s**: wall time of the work measured in the child — client creation, every"
+        " request, parsing, and for `ingest` writing the DuckDB table and closing it — with the"
+        " tool's imports done before the clock; **CPU s**: the child's CPU time (all threads)"
+        " over the same span (median); **process s**: the whole child process (Python start,"
+        " imports)",
+        "- **peak RSS**: the child's own high-water mark (VmHWM, read by the child as it ends),"
+        " the largest over its runs",
+        "- **÷ best peer**: median ÷ the best median among the peers (DreamBolt and the"
+        " *reference* rows excluded); DreamBolt's row is the figure that matters",
+        "- results are checked after the clock stops: rows and columns of the frame or table,"
+        " bytes read",
+        f"- DreamBolt as a user calls it, default settings: `await Ingester(s3=S3Options("
+        f"endpoint_url=...)).load(uri)` / `.ingest(uri, table='t')`, a prefix named as"
+        f" `s3://b/p/*.csv`; `Ingester` defaults {ing}; its S3 client runs concurrency={n}"
+        f" (`dreambolt.ingest.INGEST_CONCURRENCY`), part_size={S3Options().part_size // MiB}"
+        f" MiB; the download-phase row is `S3Client(concurrency={n}).read`",
+        f"- every peer at N = {n} in flight where it has the knob: boto3"
+        f" `TransferConfig(max_concurrency={n})`, 8 MiB parts, `max_pool_connections={n}`, and"
+        f" {n} threads of `get_object` for many objects; obstore {n} ranged/whole GETs in"
+        f" flight; s3fs `cat_ranges`/`cat` with `batch_size={n}` and a pool of {n}; polars"
+        f" `scan_parquet`/`scan_csv` on s3:// with `{POLARS_KNOB}={n}` in its process only;"
+        f" the raw reader: unsigned aiohttp GETs, 8 MiB ranges, {n} in flight, no parsing",
+        "- peers `ingest` as users do: the polars frame, then `CREATE TABLE t AS SELECT * FROM"
+        " frame` (Arrow)",
+    ]
+
+
+def report(
+    args: argparse.Namespace,
+    results: Results,
+    data: dict[str, DataInfo],
+    unavailable: dict[str, str],
+    when: tuple[datetime, float],
+    load_at_start: str,
+    measured: str,
+) -> str:
+    from dreambolt.ingest import INGEST_CONCURRENCY
+
+    began, took = when
+    shapes = QUICK if args.quick else FULL
+    lines = [
         "# DreamBolt benchmarks",
         "",
         f"Written by `scripts/bench.py` ({'--quick' if args.quick else 'full run'}) on "
-        f"{began:%Y-%m-%d %H:%M} UTC; command: `{' '.join(sys.argv)}`; DreamBolt at "
-        f"{measured}.",
+        f"{began:%Y-%m-%d %H:%M} UTC in {took / 60:.0f} min; command: `{' '.join(sys.argv)}`;"
+        f" DreamBolt at {measured}.",
         "",
         "## Machine",
         "",
@@ -146,58 +193,33 @@ def report(
         "",
         "## Settings",
         "",
-    ]
-    for name in args.settings:
-        ttfb, mibps = SETTINGS[name]
-        lines.append(
-            f"- server `{name}`: `scripts/bench_server.py --ttfb-ms {ttfb:g} "
-            f"--conn-mibps {mibps:g}` on 127.0.0.1, its own process"
-        )
-    lines += [
-        f"- {args.runs} run(s) per tool and scenario, each in a fresh process, tools interleaved;"
-        f" time limit {args.timeout:.0f} s per run"
-        + (" (--quick: 1 run, not a median)" if args.runs == 1 else ""),
-        "- **median s**: wall time of the work measured in the child — client creation, every"
-        " request, parsing, writing the DuckDB table and closing it — with the tool's imports"
-        " done before the clock; **process s**: the whole child process (Python start, imports);"
-        " **CPU s**: the child's user + system CPU time (all threads, imports included)",
-        "- **peak RSS**: the child's own high-water mark (VmHWM, read by the child as it ends;"
-        " `ru_maxrss` would count the parent's memory at fork), the largest over its runs",
-        "- **÷ best peer**: median ÷ the best median among the peers (DreamBolt and the"
-        " *reference* rows excluded); DreamBolt's row is the figure that matters",
-        "- results are checked after the clock stops: rows in the table or frame, bytes read",
-        f"- DreamBolt as shipped: `Ingester` defaults {ing}; the Ingester's own S3 client runs"
-        f" concurrency={INGEST_CONCURRENCY} (`dreambolt.ingest.INGEST_CONCURRENCY`), part_size="
-        f"{S3Options().part_size // MiB} MiB; the download-phase row (`S3Client.read`) uses a"
-        f" bare `S3Client`'s defaults, concurrency={client.concurrency}, part_size="
-        f"{client.part_size // MiB} MiB",
-        "- peers write to DuckDB as users do: `CREATE TABLE t AS SELECT * FROM frame` over the"
-        " polars frame (Arrow); the raw reader sends unsigned aiohttp GETs (the server ignores"
-        " auth): 8 MiB ranges, 16 in flight, no parsing",
+        *_settings(args, INGEST_CONCURRENCY),
         "",
-        "| scenario | objects | size | rows | format |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "## Data",
+        "",
+        "| shape | what | objects | size | rows | columns | URI |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, info in data.items():
-        if name in args.scenarios:
-            lines.append(
-                f"| {name.upper()} `{info.uri}` | {info.objects:,} | "
-                f"{info.bytes / MiB:,.1f} MiB | {info.rows:,} | {info.kind} |"
-            )
-    if args.quick:
-        lines += [
-            "",
-            "--quick uses smaller data than the full run (S1/S2 64 MiB, S3 250 objects)"
-            " and skips S4 (the 1 GiB CSV).",
-        ]
-    for setting, per_scenario in results.items():
+        lines.append(
+            f"| {name} | {_describe(shapes[name])} | {info.objects:,} | "
+            f"{info.bytes / MiB:,.1f} MiB | {info.rows:,} | {info.columns} | `{info.uri}` |"
+        )
+    for setting, cells in results.items():
         ttfb, mibps = SETTINGS[setting]
         lines += [
             "",
             f"## Server `{setting}` (ttfb {ttfb:g} ms, {mibps:g} MiB/s per connection; 0 = off)",
+            "",
+            "### DreamBolt ÷ best peer",
+            "",
+            *summary(cells, data),
         ]
-        for scenario, runs in per_scenario.items():
-            lines += ["", f"### {SCENARIOS[scenario]}", "", *scenario_table(runs, unavailable)]
-        if extra := derived(setting, per_scenario, data):
-            lines += ["", "### Download phase, objects/s and targets", "", *extra]
+        if extra := targets(setting, cells, data):
+            lines += ["", "### Download phase, CPU per object, peak RSS", "", *extra]
+        for shape, entries in cells.items():
+            lines += ["", f"### {shape}: {_describe(shapes[shape])}"]
+            for entry, runs in entries.items():
+                shown = unavailable if entry != "download" else {}
+                lines += ["", f"{ENTRY_TITLES[entry]}:", "", *cell_table(runs, shown)]
     return "\n".join(lines) + "\n"

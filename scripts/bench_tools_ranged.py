@@ -1,7 +1,7 @@
-"""Benchmark workloads that fetch with their own concurrency: obstore and the raw reader.
+"""Benchmark workloads that fetch with their own concurrency: obstore, s3fs and the raw reader.
 
-Both keep 16 requests in flight: one object as 8 MiB ranged GETs into one preallocated
-buffer, many objects as whole-object GETs after a listing.
+Each keeps `ctx.in_flight` requests in flight (DreamBolt's concurrency): one object as 8 MiB
+ranged GETs into one buffer, many objects as whole-object GETs after a listing.
 """
 
 from __future__ import annotations
@@ -9,15 +9,25 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench_tools import IN_FLIGHT, KEY, REGION, SECRET, Ctx, concat, finish, parse
-
-PART = 8 << 20  # raw reader and obstore ranges: 8 MiB
+from bench_tools import KEY, PART, REGION, SECRET, Ctx, finish, parse, parse_all
 
 
-def _obstore(ctx: Ctx) -> Any:
+def _spans(size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + PART, size)) for s in range(0, size, PART)]
+
+
+def obstore_polars(ctx: Ctx) -> Any:
+    """Async obstore, N requests in flight: one object as 8 MiB ranged `get_async` parts
+    streamed into one buffer, many objects as whole `get_async(...).bytes_async()` calls.
+
+    Not `get_ranges`: it coalesces adjacent ranges, so 8 MiB parts become one single-stream
+    GET. Not `get_range_async`/`bytes_async` for big parts: they cost far more CPU than
+    streaming the same bytes.
+    """
+    import obstore as obs
     from obstore.store import S3Store
 
-    return S3Store(
+    store = S3Store(
         ctx.bucket,
         endpoint=ctx.endpoint,
         allow_http=True,
@@ -26,20 +36,7 @@ def _obstore(ctx: Ctx) -> Any:
         region=REGION,
         virtual_hosted_style_request=False,
     )
-
-
-def obstore_polars(ctx: Ctx) -> Any:
-    """Async obstore, 16 requests in flight: one object as 8 MiB ranged `get_async` parts
-    streamed into one buffer, many objects as whole `get_async(...).bytes_async()` calls.
-
-    Not `get_ranges`: it coalesces adjacent ranges, so 8 MiB parts become one single-stream
-    GET. Not `get_range_async`/`bytes_async` for big parts: here they cost ~1.5 s of CPU per
-    64 MiB, while streaming the same bytes costs almost none.
-    """
-    import obstore as obs
-
-    store = _obstore(ctx)
-    gate = asyncio.Semaphore(IN_FLIGHT)
+    gate = asyncio.Semaphore(ctx.in_flight)
 
     async def part(view: memoryview, start: int, end: int) -> None:
         async with gate:
@@ -54,35 +51,62 @@ def obstore_polars(ctx: Ctx) -> Any:
             return await result.bytes_async()
 
     async def fetch() -> Any:
-        if ctx.scenario == "s3":
+        if ctx.many:
             paths = [meta["path"] for batch in obs.list(store, prefix=ctx.path) for meta in batch]
             return await asyncio.gather(*(whole(p) for p in paths))
         size = (await obs.head_async(store, ctx.path))["size"]
         buffer = bytearray(size)
         view = memoryview(buffer)
-        await asyncio.gather(*(part(view, s, min(s + PART, size)) for s in range(0, size, PART)))
+        await asyncio.gather(*(part(view, s, e) for s, e in _spans(size)))
         return buffer
 
     data = asyncio.run(fetch())
-    if ctx.scenario == "s3":
-        return finish(ctx, concat([parse(ctx, bytes(d)) for d in data]))
+    if ctx.many:
+        return finish(ctx, parse_all(ctx, [bytes(d) for d in data]))
     return finish(ctx, parse(ctx, bytes(data)))  # polars takes bytes, not a bytearray
+
+
+def s3fs_polars(ctx: Ctx) -> Any:
+    """s3fs at its documented knobs: `cat_ranges` of 8 MiB spans for one object and `cat` of
+    every path for many, both with `batch_size=N` (requests gathered at once), over a
+    connection pool of N (`config_kwargs={"max_pool_connections": N}`)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        endpoint_url=ctx.endpoint,
+        key=KEY,
+        secret=SECRET,
+        config_kwargs={"max_pool_connections": ctx.in_flight},
+    )
+    if ctx.many:
+        blobs = fs.cat(f"{ctx.bucket}/{ctx.uri_path}", batch_size=ctx.in_flight)
+        return finish(ctx, parse_all(ctx, [blobs[k] for k in sorted(blobs)]))
+    path = f"{ctx.bucket}/{ctx.path}"
+    spans = _spans(int(fs.size(path)))
+    parts = fs.cat_ranges(
+        [path] * len(spans),
+        [s for s, _ in spans],
+        [e for _, e in spans],
+        batch_size=ctx.in_flight,
+        on_error="raise",
+    )
+    return finish(ctx, parse(ctx, b"".join(parts)))
 
 
 def raw_reader(ctx: Ctx) -> int:
     """The download-phase limit: unsigned concurrent GETs with aiohttp, no parsing.
 
-    One object: 8 MiB ranges, 16 in flight, into one preallocated buffer. Many: list, then
-    whole-object GETs, 16 in flight.
+    One object: 8 MiB ranges, N in flight, into one preallocated buffer. Many: list, then
+    whole-object GETs, N in flight.
     """
     import aiohttp
 
     async def go() -> int:
         base = f"{ctx.endpoint}/{ctx.bucket}"
-        connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+        connector = aiohttp.TCPConnector(limit=ctx.in_flight)
         async with aiohttp.ClientSession(connector=connector) as http:
-            gate = asyncio.Semaphore(IN_FLIGHT)
-            if ctx.scenario == "s3":
+            gate = asyncio.Semaphore(ctx.in_flight)
+            if ctx.many:
                 keys = await _list_keys(http, base, ctx.path)
 
                 async def whole(key: str) -> int:
@@ -96,12 +120,9 @@ def raw_reader(ctx: Ctx) -> int:
                 size = int(r.headers["Content-Length"])
             view = memoryview(bytearray(size))
 
-            async def part(start: int) -> int:
-                end = min(start + PART, size) - 1
-                async with (
-                    gate,
-                    http.get(f"{base}/{ctx.path}", headers={"Range": f"bytes={start}-{end}"}) as r,
-                ):
+            async def part(start: int, end: int) -> int:
+                headers = {"Range": f"bytes={start}-{end - 1}"}
+                async with gate, http.get(f"{base}/{ctx.path}", headers=headers) as r:
                     r.raise_for_status()
                     at = start
                     async for chunk in r.content.iter_chunked(1 << 20):
@@ -109,7 +130,7 @@ def raw_reader(ctx: Ctx) -> int:
                         at += len(chunk)
                     return at - start
 
-            return sum(await asyncio.gather(*(part(s) for s in range(0, size, PART))))
+            return sum(await asyncio.gather(*(part(s, e) for s, e in _spans(size))))
 
     return asyncio.run(go())
 
