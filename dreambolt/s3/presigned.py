@@ -15,9 +15,10 @@ CPU with `get_object`, 1.38 s this way; wall 5.76 s against 3.24 s.
 Presigning still costs botocore most of that 0.1 ms (endpoint rules, serialising, the signer's
 request objects). So once botocore has presigned a GET of a bucket (with a given set of
 arguments, in a region), `_Signer` learns that URL's form (host, the path before the key, the
-signing scope) and signs the next GETs itself: SigV4 query signing, with the same credentials
-(the session's, refreshed as botocore refreshes them). It is used only if, given botocore's
-time, it made botocore's very URL, signature included; else botocore presigns them all.
+signing scope) and forms the next GETs' requests itself, signed by botocore's own SigV4 query
+signer (`S3SigV4QueryAuth`) with the same credentials (the session's, refreshed as botocore
+refreshes them). It is used only if what it makes differs from botocore's URL in nothing but
+the time and the signature; else botocore presigns them all.
 
 What comes back looks like botocore's result: the response fields DreamBolt reads, or the
 `ClientError` botocore would raise (code, message, status, request id, headers), so error
@@ -31,18 +32,17 @@ redirect to another region (botocore's redirector handles it).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ssl
-import time
 import xml.etree.ElementTree as ET
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import aiohttp
 from aiobotocore.session import AioSession
 from botocore import exceptions as bce
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from botocore.httpsession import ProxyConfiguration, get_cert_path
 from botocore.utils import get_environ_proxies, percent_encode
@@ -125,7 +125,7 @@ class PresignedGets:
         signer = self._signers.get(form)
         creds = await self._credentials() if signer is not None or not known else None
         if signer is not None and creds is not None:
-            return signer.url(creds, params, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+            return signer.url(creds, params)
         url: str = await client.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=EXPIRES
         )
@@ -208,70 +208,47 @@ class PresignedGets:
 
 
 class _Signer:
-    """SigV4 query signing of GETs whose URLs botocore would form as `prefix` + the key."""
+    """Presigns GETs whose URLs botocore forms as `prefix` + the key, with botocore's own SigV4
+    query signer (`S3SigV4QueryAuth`) on a request formed here: what is skipped is botocore's
+    per-call endpoint resolution and serialising, not its signing."""
 
-    def __init__(self, prefix: str, host: str, path: str, region: str, service: str) -> None:
-        self.prefix, self.host, self.path = prefix, host, path
-        self.region, self.service = region, service
-        self._keys: dict[tuple[str, str], bytes] = {}  # (secret, day) -> signing key
+    def __init__(self, prefix: str, region: str, service: str) -> None:
+        self.prefix, self.region, self.service = prefix, region, service
 
     @classmethod
     def learn(cls, url: str, params: dict[str, Any], creds: Any) -> _Signer | None:
-        """The signer of URLs like `url` (botocore's for `params`), if it makes that very URL
-        from the same arguments and time; else None."""
+        """The signer of URLs like `url` (botocore's for `params`), if what it makes from the
+        same arguments differs from `url` in nothing but the time and the signature."""
         parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
         key = percent_encode(params["Key"], safe="/~")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
         scope = query.get("X-Amz-Credential", "").split("/")
         if len(scope) != 5 or not parts.path.endswith(key) or not parts.netloc:
             return None
-        path = parts.path[: len(parts.path) - len(key)]
-        signer = cls(f"{parts.scheme}://{parts.netloc}", parts.netloc, path, scope[2], scope[3])
-        mine = urlsplit(signer.url(creds, params, query.get("X-Amz-Date", "")))
-        same = mine.path == parts.path and dict(parse_qsl(mine.query)) == query
-        return signer if same and len(query) == len(parse_qsl(parts.query)) else None
+        prefix = f"{parts.scheme}://{parts.netloc}{parts.path[: len(parts.path) - len(key)]}"
+        signer = cls(prefix, scope[2], scope[3])
+        mine = urlsplit(signer.url(creds, params))
+        return signer if _form(mine) == _form(parts) else None
 
-    def url(self, creds: Any, params: dict[str, Any], stamp: str) -> str:
-        """The presigned URL of a GET (`params` as for `get_object`) at time `stamp`."""
-        day = stamp[:8]
-        signed = {"host": self.host}
-        signed.update(
-            (h.lower(), " ".join(str(params[f]).split()))
-            for f, h in _HEADERS.items()
-            if f in params
-        )
-        names = ";".join(sorted(signed))
-        scope = f"{day}/{self.region}/{self.service}/aws4_request"
-        query = {
-            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-            "X-Amz-Credential": f"{creds.access_key}/{scope}",
-            "X-Amz-Date": stamp,
-            "X-Amz-Expires": str(EXPIRES),
-            "X-Amz-SignedHeaders": names,
-        }
+    def url(self, creds: Any, params: dict[str, Any]) -> str:
+        """The presigned URL of a GET (`params` as for `get_object`), signed now."""
+        url = self.prefix + percent_encode(params["Key"], safe="/~")
         if "VersionId" in params:
-            query["versionId"] = params["VersionId"]
-        if creds.token:
-            query["X-Amz-Security-Token"] = creds.token
-        canonical = "&".join(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
-        )
-        path = self.path + percent_encode(params["Key"], safe="/~")
-        headers = "".join(f"{name}:{signed[name]}\n" for name in sorted(signed))
-        request = f"GET\n{path}\n{canonical}\n{headers}\n{names}\nUNSIGNED-PAYLOAD"
-        digest = hashlib.sha256(request.encode()).hexdigest()
-        text = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
-        signature = hmac.new(self._key(creds.secret_key, day), text.encode(), "sha256")
-        return f"{self.prefix}{path}?{canonical}&X-Amz-Signature={signature.hexdigest()}"
+            url += "?versionId=" + percent_encode(params["VersionId"])
+        headers = {name: params[field] for field, name in _HEADERS.items() if field in params}
+        request = AWSRequest(method="GET", url=url, headers=headers)
+        S3SigV4QueryAuth(creds, self.service, self.region, expires=EXPIRES).add_auth(request)
+        return str(request.url)
 
-    def _key(self, secret: str, day: str) -> bytes:
-        key = self._keys.get((secret, day))
-        if key is None:
-            key = ("AWS4" + secret).encode()
-            for part in (day, self.region, self.service, "aws4_request"):
-                key = hmac.new(key, part.encode(), "sha256").digest()
-            self._keys = {(secret, day): key}  # only the latest: credentials rotate
-        return key
+
+def _form(parts: SplitResult) -> tuple[object, ...]:
+    """A presigned URL but for when it was signed (its date, the day in its scope, and the
+    signature): what must be the same for two URLs of one request."""
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for name in ("X-Amz-Date", "X-Amz-Signature"):
+        query.pop(name, None)
+    scope = query.pop("X-Amz-Credential", "").split("/")
+    return parts.scheme, parts.netloc, parts.path, sorted(query.items()), scope[:1] + scope[2:]
 
 
 def route_for(config: Any, endpoint_url: str) -> _Route | None:
