@@ -25,13 +25,15 @@ from dreambolt.formats.read import (
     is_text,
     iter_bytes,
     iter_file,
+    iter_pieces,
     read_bytes,
 )
-from dreambolt.growing import GrowingFile
+from dreambolt.growing import GrowingBuffer, GrowingFile
 from dreambolt.rowgroups import ParquetStream, open_parquet
+from dreambolt.s3.calls import S3Calls
 from dreambolt.s3.client import S3Client
-from dreambolt.s3.objects import Progress
-from dreambolt.s3.transfer import read_object, spool_object
+from dreambolt.s3.objects import ObjectInfo, Progress
+from dreambolt.s3.transfer import fill_object, read_object, spool_object
 from dreambolt.sources import Source
 
 __all__ = ["READAHEAD", "ByteBudget", "Failed", "Fetched", "fetch"]
@@ -75,7 +77,7 @@ class Fetched:
     path: Path | None = None
     fmt: FileFormat | None = None
     spooled: bool = False
-    growing: GrowingFile | None = None  # a big object still downloading into `path`
+    growing: GrowingFile | GrowingBuffer | None = None  # still downloading: into `path`, or memory
     stream: ParquetStream | None = None  # a Parquet object decoded as its row groups arrive
     download: asyncio.Task[object] | None = None
     cost: int = 0
@@ -97,6 +99,9 @@ class Fetched:
             yield read_bytes(self.raw, self.fmt, name=self.source.uri, limits=limits)
         elif self.packed is not None and self.fmt is not None:
             yield from iter_bytes(self.packed, self.fmt, name=self.source.uri, limits=limits)
+        elif isinstance(self.growing, GrowingBuffer) and self.fmt is not None:
+            pieces = self.growing.pieces()  # parse while it downloads
+            yield from iter_pieces(pieces, self.fmt, name=self.source.uri, limits=limits)
         elif self.path is not None and self.fmt is not None:
             pieces = None
             if self.growing is not None:
@@ -212,7 +217,13 @@ async def fetch(
                 item.discard()
                 raise
             return item
-        info, data = await read_object(s3.calls, src.info, progress=progress)
+        if _followable(src, declared, s3.calls.part_size):
+            followed = await _follow(s3.calls, src, declared, options, progress, columns)
+            if isinstance(followed, Fetched):
+                return followed
+            info, data = followed
+        else:
+            info, data = await read_object(s3.calls, src.info, progress=progress)
         etag, size = info.etag or None, info.size
     payload = data if isinstance(data, bytes) else bytes(data)
     del data
@@ -238,6 +249,49 @@ def _streamable(src: Source, declared: str | None, part_size: int) -> bool:
         and named.kind == "parquet"
         and named.compression is None
     )
+
+
+def _followable(src: Source, declared: str | None, part_size: int) -> bool:
+    """Whether to parse an object held in memory while it downloads: text by its name (or
+    declared), not compressed, bigger than one GET."""
+    try:
+        named = named_format(src.name, declared)
+    except ValueError:  # an unknown declared format: said by `detect_format`, as for any file
+        return False
+    return src.size > part_size and named is not None and is_text(named) and not named.compression
+
+
+async def _follow(
+    calls: S3Calls,
+    src: Source,
+    declared: str | None,
+    options: CsvOptions,
+    progress: Progress,
+    columns: Sequence[str] | None,
+) -> Fetched | tuple[ObjectInfo, bytes]:
+    """Download an object into memory, its ranges in order: text is returned at once, to be
+    parsed block by block as its prefix lands; anything else (its content said otherwise than
+    its name) is waited for and returned whole."""
+    assert src.info is not None
+    growing = GrowingBuffer(src.size)
+    download: asyncio.Task[object] = asyncio.create_task(
+        fill_object(calls, src.info, growing.view, progress=progress, on_range=growing.landed)
+    )
+    download.add_done_callback(growing.finished)
+    item = Fetched(src, src.etag, src.size, growing=growing, download=download, columns=columns)
+    try:
+        await growing.head.wait()
+        growing.check()
+        fmt = detect_format(src.name, bytes(growing.view[:HEAD_BYTES]), declared, options)
+        if is_text(fmt) and fmt.compression is None:
+            item.fmt = fmt
+            return item
+        info = await download
+    except BaseException:
+        item.discard()
+        raise
+    assert isinstance(info, ObjectInfo)
+    return info, bytes(growing.view)
 
 
 def _take_in(

@@ -32,6 +32,7 @@ from dreambolt.formats.limits import Unreadable
 __all__ = [
     "SNIFF_BYTES",
     "eol_of",
+    "may_hold_blank_lines",
     "read_first",
     "read_polars",
     "sample_of",
@@ -77,10 +78,17 @@ def read_first(
 def _blanks_skipped(
     frame: pl.DataFrame, raw: bytes, dialect: Dialect, infer_rows: int | None
 ) -> pl.DataFrame:
-    if frame.width < 2:
+    if not may_hold_blank_lines(frame) and not raw.startswith((b"\r", dialect.eol.encode())):
         return frame
     cleaned = without_blank_lines(raw, dialect, dialect.skip_rows)
     return frame if cleaned is raw else read_polars(cleaned, dialect, infer_rows)
+
+
+def may_hold_blank_lines(frame: pl.DataFrame) -> bool:
+    """Whether the frame polars read may hold rows made of blank lines: it has two or more
+    columns and every one holds a null (each blank line is a row of nulls). Free to ask: Arrow
+    keeps null counts. Only then is it worth scanning the text for blank lines."""
+    return frame.width >= 2 and all(column.null_count() for column in frame.iter_columns())
 
 
 def read_polars(raw: bytes, dialect: Dialect, infer_rows: int | None) -> pl.DataFrame:
@@ -138,10 +146,14 @@ def _named(frame: pl.DataFrame, raw: bytes, dialect: Dialect) -> pl.DataFrame:
 
 def _header(raw: bytes, dialect: Dialect) -> list[str] | None:
     """The fields of the header line as written (polars renames repeated ones)."""
-    lines = raw.split(dialect.eol.encode(), dialect.skip_rows + 1)
-    if len(lines) <= dialect.skip_rows:
-        return None
-    text = lines[dialect.skip_rows].decode(errors="replace").lstrip("\ufeff").rstrip("\r")
+    eol, start = dialect.eol.encode(), 0
+    for _ in range(dialect.skip_rows):  # no split: that would copy the rest of a big file
+        start = raw.find(eol, start) + 1
+        if start == 0:
+            return None
+    end = raw.find(eol, start)
+    line = raw[start:] if end < 0 else raw[start:end]
+    text = line.decode(errors="replace").lstrip("\ufeff").rstrip("\r")
     quote = dialect.quote or '"'
     return next(csv.reader([text], delimiter=dialect.separator, quotechar=quote), [])
 

@@ -39,7 +39,12 @@ from dreambolt.formats.compression import (
     decompressed,
     decompressed_copy,
 )
-from dreambolt.formats.csvread import eol_of, read_first, without_blank_lines
+from dreambolt.formats.csvread import (
+    eol_of,
+    may_hold_blank_lines,
+    read_first,
+    without_blank_lines,
+)
 from dreambolt.formats.detect import (
     HEAD_BYTES,
     NO_OPTIONS,
@@ -84,6 +89,7 @@ __all__ = [
     "is_text",
     "iter_bytes",
     "iter_file",
+    "iter_pieces",
     "parse_whole",
     "read_bytes",
 ]
@@ -141,6 +147,26 @@ def iter_file(
         yield from _batched(
             _file_frames(Path(path), fmt, name, given, limits, batch_rows), batch_rows
         )
+
+
+def iter_pieces(
+    pieces: Iterable[bytes],
+    fmt: FileFormat,
+    *,
+    name: str,
+    batch_rows: int = 250_000,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> Iterator[pl.DataFrame]:
+    """Parse text (CSV, TSV, NDJSON or JSON, maybe compressed) that arrives as `pieces`, in
+    order (e.g. an object while it is still being downloaded), as `iter_file` parses a file.
+    What `pieces` raise (a failed download) is passed on as it is."""
+    if not is_text(fmt):
+        raise ValueError(f"iter_pieces parses text, not {fmt.kind}")
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    failed: list[BaseException] = []
+    with translated(name, fmt, passed=failed):
+        yield from _batched(_text(_watched(pieces, failed), fmt, name, limits), batch_rows)
 
 
 def _watched(pieces: Iterable[bytes], failed: list[BaseException]) -> Iterator[bytes]:
@@ -314,9 +340,7 @@ def _text_frames(
         elif first_char(block) and schema is not None:
             where = f" (in the part from byte {offset:,}, data row {rows + 1:,} on)"
             with translated(name, fmt, where):
-                if dialect is not None and len(schema) > 1:
-                    block = without_blank_lines(block, dialect)
-                frame = arrow_ready(later_block(block, kind, schema, limits, dialect))
+                frame = _later(block, kind, schema, limits, dialect)
                 if frame.schema != schema:
                     check_frame(frame, limits)
         offset += len(block)
@@ -326,6 +350,24 @@ def _text_frames(
             yield frame
     if schema is None:
         yield pl.DataFrame()
+
+
+def _later(
+    block: bytes, kind: str, schema: pl.Schema, limits: ParseLimits, dialect: Dialect | None
+) -> pl.DataFrame:
+    """A block after the first, without the rows blank lines would make (looked for in the
+    text only when the frame may hold such rows: see `may_hold_blank_lines`)."""
+    if dialect is None or len(schema) < 2:
+        return arrow_ready(later_block(block, kind, schema, limits, dialect))
+    if block.startswith((b"\r", dialect.eol.encode())):
+        block = without_blank_lines(block, dialect)
+    frame = later_block(block, kind, schema, limits, dialect)
+    if (
+        may_hold_blank_lines(frame)
+        and (cleaned := without_blank_lines(block, dialect)) is not block
+    ):
+        frame = later_block(cleaned, kind, schema, limits, dialect)
+    return arrow_ready(frame)
 
 
 def _as_bytes(data: bytes | memoryview) -> bytes:

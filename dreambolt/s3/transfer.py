@@ -5,7 +5,8 @@ botocore validates no checksum (the client sets `response_checksum_validation="w
 this module checks the size of every response and the full-object checksum wherever S3 sends one.
 An object no larger than one part is one GET asking for its checksum (`ChecksumMode=ENABLED`).
 A larger one is described by the listing or HEAD that found it (else a HEAD now, which brings its
-checksum), then all its ranges are fetched at once, each pinned to that description (`IfMatch`,
+checksum), then its ranges are fetched concurrently (in order, `WINDOW` at a time, where a reader
+follows the landed prefix), each pinned to that description (`IfMatch`,
 plus `VersionId` on versioned buckets): an overwrite is `S3ObjectChangedError`, never a mix of two
 versions. Each range is retried alone; CRCs are computed per range and combined (a SHA needs one
 in-order pass at the end); composite checksums of multipart uploads are not checked.
@@ -20,10 +21,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiofiles
-import aiofiles.os
 
 from dreambolt.errors import S3BaseError, S3IntegrityError, make_error
 from dreambolt.s3.calls import S3Calls
@@ -31,7 +31,7 @@ from dreambolt.s3.checksum import Checksum, from_response
 from dreambolt.s3.metadata import head_object
 from dreambolt.s3.objects import ObjectInfo, Progress, info_from_response
 from dreambolt.s3.presigned import get_small_object
-from dreambolt.s3.ranges import Span, split
+from dreambolt.s3.ranges import BufferSink, FileSink, PartSink, Pieces, Sink, Span, split
 from dreambolt.s3.uri import S3Uri
 from dreambolt.spool import disk_full_error, is_disk_full
 
@@ -39,18 +39,19 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client as RegionClient
     from types_aiobotocore_s3.type_defs import GetObjectOutputTypeDef, GetObjectRequestTypeDef
 
-__all__ = ["Span", "download_object", "iter_object", "read_object", "split", "spool_object"]
+__all__ = [
+    "WINDOW",
+    "Span",
+    "download_object",
+    "fill_object",
+    "iter_object",
+    "read_object",
+    "split",
+    "spool_object",
+]
 
 CHUNK = 256 << 10  # bytes taken from a response body at a time
-_pwrite = aiofiles.os.wrap(os.pwrite)
-
-
-class Sink(Protocol):
-    """Where the bytes of ranges go; `begin` is called at the start of every attempt."""
-
-    def begin(self, span: Span) -> None: ...
-
-    async def write(self, span: Span, offset: int, data: bytes) -> None: ...
+WINDOW = 16  # ranges of one object in flight when a reader follows its prefix
 
 
 def _noop(_: int) -> None:
@@ -195,12 +196,20 @@ async def _fetch_all(
     sink: Sink,
     progress: Progress,
     done: Callable[[Span], None] | None = None,
+    window: int | None = None,
 ) -> None:
-    """Fetch every range concurrently, then check combined CRCs against the object's."""
-    tasks = [
-        asyncio.create_task(_get_range(calls, plan, span, sink, progress, done))
-        for span in plan.spans
-    ]
+    """Fetch every range concurrently, then check combined CRCs against the object's.
+
+    With a `window`, ranges start in order, at most that many in flight for this object, so
+    a reader following the completed prefix (`done`) gets it steadily rather than all at the
+    end (ranges started together share the bandwidth and land together)."""
+    gate = asyncio.Semaphore(window or len(plan.spans) or 1)  # FIFO: ranges start in order
+
+    async def one(span: Span) -> int:
+        async with gate:
+            return await _get_range(calls, plan, span, sink, progress, done)
+
+    tasks = [asyncio.create_task(one(span)) for span in plan.spans]
     try:
         crcs = await asyncio.gather(*tasks)
     except BaseException:
@@ -226,22 +235,6 @@ async def _check_stream(plan: _Plan, chunks: Iterable[bytes | memoryview]) -> No
         raise _mismatch(plan.uri, checksum)
 
 
-class _Pieces:
-    """Keeps each range's chunks; joined once at the end (one copy, no zero-filled buffer)."""
-
-    def __init__(self) -> None:
-        self.ranges: dict[int, list[bytes]] = {}
-
-    def begin(self, span: Span) -> None:
-        self.ranges[span[0]] = []  # a retried range starts over
-
-    async def write(self, span: Span, offset: int, data: bytes) -> None:
-        self.ranges[span[0]].append(data)
-
-    def chunks(self) -> list[bytes]:
-        return [chunk for start in sorted(self.ranges) for chunk in self.ranges[start]]
-
-
 async def read_object(
     calls: S3Calls, target: S3Uri | ObjectInfo, *, progress: Progress | None = None
 ) -> tuple[ObjectInfo, bytes]:
@@ -250,7 +243,7 @@ async def read_object(
     plan, info, data = await _plan(calls, target, report)
     if plan is None:
         return info, data
-    pieces = _Pieces()
+    pieces = Pieces()
     await _fetch_all(calls, plan, pieces, report)
     chunks = pieces.chunks()
     # The finished range tasks can stay alive in reference cycles until the next collection,
@@ -263,17 +256,31 @@ async def read_object(
     return info, data
 
 
-class _FileSink:
-    """Writes ranges at their offsets in an open file (positional writes, any order)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def begin(self, span: Span) -> None:
-        pass  # a retried range simply overwrites its bytes
-
-    async def write(self, span: Span, offset: int, data: bytes) -> None:
-        await _pwrite(self.fd, data, offset)
+async def fill_object(
+    calls: S3Calls,
+    target: ObjectInfo,
+    view: memoryview,
+    *,
+    progress: Progress | None = None,
+    on_range: Callable[[Span], None] | None = None,
+) -> ObjectInfo:
+    """Download an object into `view` (preallocated at `target.size`), calling `on_range`
+    as each range lands, ranges in order (`WINDOW` in flight), so a reader can follow the
+    completed prefix; returns only once every check has passed."""
+    report = progress or _noop
+    plan, info, data = await _plan(calls, target, report)
+    if len(view) != info.size:
+        detail = f"{info.size} bytes, {len(view)} expected"
+        raise _integrity(target.uri, "SizeChanged", detail)
+    if plan is None:
+        view[:] = data
+        if on_range is not None and data:
+            on_range((0, len(data) - 1))
+        return info
+    window = WINDOW if on_range is not None else None
+    await _fetch_all(calls, plan, BufferSink(view), report, on_range, window)
+    await _check_stream(plan, [view])
+    return info
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -322,7 +329,9 @@ async def spool_object(
             else:
                 await handle.truncate(info.size)
                 await handle.flush()
-                await _fetch_all(calls, plan, _FileSink(handle.fileno()), report, on_range)
+                window = WINDOW if on_range is not None else None
+                sink = FileSink(handle.fileno())
+                await _fetch_all(calls, plan, sink, report, on_range, window)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -331,19 +340,6 @@ async def spool_object(
     if plan is not None:
         await _check_stream(plan, _file_chunks(path))
     return info
-
-
-class _PartSink:
-    """Collects one range's chunks (for in-order iteration)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def begin(self, span: Span) -> None:
-        self.chunks = []
-
-    async def write(self, span: Span, offset: int, data: bytes) -> None:
-        self.chunks.append(data)
 
 
 async def iter_object(
@@ -363,7 +359,7 @@ async def iter_object(
     window: deque[asyncio.Task[bytes]] = deque()
 
     async def fetch(span: Span) -> bytes:
-        sink = _PartSink()
+        sink = PartSink()
         await _get_range(calls, plan, span, sink, report)
         return b"".join(sink.chunks)
 
