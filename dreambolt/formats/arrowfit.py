@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dreambolt.formats.arrowstrings import PLAIN_TYPES, strings
 from dreambolt.formats.limits import Unreadable
 
 __all__ = ["Fit", "to_frame"]
@@ -44,7 +45,11 @@ _REFUSED: dict[str, Callable[[pa.DataType], bool]] = {
 
 class Fit:
     """How to convert the batches of one schema into frames (worked out once per file), and
-    the polars schema they come out with (`polars`)."""
+    the polars schema they come out with (`polars`).
+
+    A string or binary column of the schema may come as a dictionary of such values (a
+    Parquet column read as its dictionary: `arrowstrings`); it becomes the same plain polars
+    column, never a Categorical."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
@@ -57,14 +62,41 @@ class Fit:
         )
         self.cast = [i for i, f in enumerate(plain) if f.type != self.target.field(i).type]
         self.polars = pl.Schema([(f.name, _polars_type(f)) for f in self.target])
+        self.strings = [i for i, f in enumerate(schema) if f.type in PLAIN_TYPES]
+
+    def fits(self, schema: pa.Schema) -> bool:
+        """Whether data of `schema` is of this one, maybe with strings as dictionaries."""
+        if schema.names != self.schema.names:
+            return False
+        return all(
+            ours.nullable == theirs.nullable
+            and (
+                ours.type == theirs.type or (i in self.strings and _spelled(theirs.type, ours.type))
+            )
+            for i, (ours, theirs) in enumerate(zip(self.schema, schema, strict=True))
+        )
 
     def frame(self, data: _Data) -> pl.DataFrame:
-        """`data` (of this schema) converted and made a frame."""
+        """`data` (of this schema, strings maybe as dictionaries) converted and made a frame."""
+        words = [i for i in self.strings if pa.types.is_dictionary(data.schema.field(i).type)]
+        if words:
+            return self._with_words(data, words)
         if self.decode or self.cast:
             data = self._converted(data)
         return to_frame(data)
 
-    def _converted(self, data: _Data) -> _Data:
+    def _with_words(self, data: _Data, words: list[int]) -> pl.DataFrame:
+        """The frame of `data` whose `words` columns are dictionaries of strings or bytes."""
+        rest = [i for i in range(data.num_columns) if i not in words]
+        if self.decode or self.cast:
+            data = self._converted(data, keep=words)
+        frame = to_frame(data.select(rest)) if rest else None
+        series = dict(zip(rest, frame.get_columns() if frame is not None else [], strict=True))
+        for i in words:
+            series[i] = strings(data.column(i), self.schema.field(i).name)
+        return pl.DataFrame([series[i] for i in range(data.num_columns)])
+
+    def _converted(self, data: _Data, keep: list[int] | None = None) -> _Data:
         columns = list(data.columns)
         for i in self.decode:
             columns[i] = pc.run_end_decode(columns[i])
@@ -74,9 +106,23 @@ class Fit:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 name = self.schema.field(i).name
                 raise Unreadable(f"column {name!r} cannot be converted for polars: {exc}") from exc
+        schema = self.target
+        for i in keep or ():  # left as they came (dictionaries of what the schema says)
+            schema = schema.set(i, schema.field(i).with_type(columns[i].type))
         kind = pa.Table if isinstance(data, pa.Table) else pa.RecordBatch
-        converted: _Data = kind.from_arrays(columns, schema=self.target)
+        converted: _Data = kind.from_arrays(columns, schema=schema)
         return converted
+
+
+def _spelled(dictionary: pa.DataType, plain: pa.DataType) -> bool:
+    """Whether `dictionary` is a dictionary of the kind of values `plain` is (text or bytes)."""
+    if not pa.types.is_dictionary(dictionary):
+        return False
+    values = dictionary.value_type
+    text = pa.types.is_string(plain) or pa.types.is_large_string(plain)
+    if text:
+        return bool(pa.types.is_string(values) or pa.types.is_large_string(values))
+    return bool(pa.types.is_binary(values) or pa.types.is_large_binary(values))
 
 
 def to_frame(data: _Data) -> pl.DataFrame:

@@ -17,7 +17,9 @@ or refused each of 6,000 within 0.2 s. Here:
 - IPC: big-endian files are byte-swapped, LZ4/ZSTD-compressed buffers decompressed.
 - What pyarrow reads is validated in full, column by column, before polars sees it (pyarrow
   reads a corrupt IPC file into arrays that would crash the process once touched), then
-  converted by `arrowfit`.
+  converted by `arrowfit`. A Parquet string column whose pages are dictionary indices is read
+  as its dictionary and made plain strings by polars (`arrowstrings`): the same values and
+  types, a fifth of the CPU; so a whole file is read a row group at a time where some are.
 - A file with no columns is refused: it has nothing to load (a Parquet file may still count
   rows), and "loaded" with no table would hide that.
 - Each step (opening the file, each record batch, a whole file read in memory) is bounded in
@@ -27,13 +29,16 @@ or refused each of 6,000 within 0.2 s. Here:
 The price, measured on 2 idle cores against the readers used before (polars for a file in
 memory, pyarrow in batches): in batches, for IPC and for small files, none (IPC in memory 31 ms
 against 39 ms; a 100-row Parquet file 0.76 ms against 0.79 ms). A big Parquet file in memory
-costs 2 to 4 times the CPU of `pl.read_parquet`, most of it decoding strings: 1M rows x 10
-columns 174 ms against 127 ms, a 265 MB file of 8M rows with two string columns 1.06 s against
-0.24 s. A step's time bound costs 0.015 ms.
+costs 1 to 2 times the CPU of `pl.read_parquet`: a 278 MB file of 8M rows whose two string
+columns are dictionary-encoded 0.9-1.0 s against 0.5 s (2.5 s before `arrowstrings`; 1.7-1.9 s
+row group by row group), 265 MB of mostly unique ZSTD strings 3.1 s against 2.3 s (pyarrow's
+plain string decoding, then validating them and polars' conversion to string views, 0.2 s
+each). A step's time bound costs 0.015 ms.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -44,6 +49,7 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from dreambolt.formats.arrowfit import Fit
+from dreambolt.formats.arrowstrings import DictionaryReads
 from dreambolt.formats.deadline import Overran, within
 from dreambolt.formats.detect import Format
 from dreambolt.formats.limits import (
@@ -66,6 +72,11 @@ _WHOLE_BATCH_ROWS = 1 << 20  # batches of a Parquet file read whole (as fast as 
 # below it, handing work to its threads costs more than it saves (1.2 vs 1.7 ms, 70 KB).
 _THREADS_FROM = 1 << 20
 _SMALL_SECONDS, _SLOWEST = 5.0, 20e6  # see `_bound`
+# A whole file's row groups are read in one go, or one by one where some of their strings are
+# read as dictionaries (`arrowstrings`): worth it from this many rows a row group (1M rows in
+# groups of 5,000 cost 0.55 s of CPU one by one, 0.44 s in one go; in groups of 100,000, 0.17
+# against 0.41 s).
+_WHOLE_DICTIONARY_ROWS = 1 << 15
 
 
 @dataclass
@@ -161,6 +172,7 @@ class RowGroups:
         self.schema = schema
         self.fit = Fit(schema)
         self.limits = limits
+        self.reads = DictionaryReads(self.reader, schema, functools.partial(_parquet, source))
 
     @property
     def count(self) -> int:
@@ -171,10 +183,11 @@ class RowGroups:
         """Row group `index` as a checked frame (the selected columns only)."""
 
         def read() -> pl.DataFrame:
-            table = self.reader.read_row_group(index, columns=self.columns, use_threads=True)
+            picked = self.reads.picked(index)
+            table = _groups(self.reads.reader(picked), [index], self.columns, threads=True)
             _validate(table)
-            if not table.schema.equals(self.fit.schema):
-                self.fit = Fit(table.schema)
+            if not (table.schema.equals(self.fit.schema) or self.fit.fits(table.schema)):
+                self.fit = Fit(_planned(table.schema, self.schema))  # not seen; cheap
             return self.fit.frame(table)
 
         frame = _step(self.seconds, f"row group {index + 1:,}", read)
@@ -194,16 +207,7 @@ def _read_whole(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
     source = pa.BufferReader(raw)
     threads = len(raw) > _THREADS_FROM
     if kind == "parquet":
-        reader = _parquet(source)
-        schema, rows = reader.schema_arrow, reader.metadata.num_rows
-        _check_schema(schema, limits, rows)
-        fit = Fit(schema)
-        # Through batches, not `read()`: a failed threaded `read()` leaves pyarrow tasks
-        # running, and the process aborts ("terminate called without an active exception")
-        # if it exits within their few milliseconds (seen in 9 of 10 runs of a corrupt file).
-        batches = reader.iter_batches(batch_size=_WHOLE_BATCH_ROWS, use_threads=threads)
-        table = pa.Table.from_batches(list(batches), schema=schema)
-        _check_rows(table.num_rows, rows)
+        return _parquet_whole(source, limits, threads)
     else:
         opener = pa_ipc.open_file if raw.startswith(b"ARROW1") else pa_ipc.open_stream
         stream = opener(source, options=_ipc_options(threads))
@@ -212,6 +216,72 @@ def _read_whole(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
         fit = Fit(table.schema)
     _validate(table)
     return fit.frame(table)
+
+
+def _parquet_whole(source: pa.NativeFile, limits: ParseLimits, threads: bool) -> pl.DataFrame:
+    """A whole Parquet file as one frame: runs of row groups read plainly in one go, a row
+    group with string columns to read as dictionaries (`arrowstrings`) on its own."""
+    reader = _parquet(source)
+    schema, meta = reader.schema_arrow, reader.metadata
+    _check_schema(schema, limits, meta.num_rows)
+    fit = Fit(schema)
+    opener = functools.partial(_parquet, source)
+    reads = DictionaryReads(reader, schema, opener, least=_WHOLE_DICTIONARY_ROWS)
+    runs: list[tuple[dict[int, int], list[int]]] = []
+    for group in range(meta.num_row_groups):
+        picked = reads.picked(group)
+        if runs and not picked and not runs[-1][0]:
+            runs[-1][1].append(group)
+        else:
+            runs.append((picked, [group]))
+    frames, rows = [], 0
+    for picked, groups in runs or [({}, [])]:
+        table = _groups(reads.reader(picked), groups, None, threads=threads)
+        _validate(table)
+        rows += table.num_rows
+        frames.append(fit.frame(table))
+    _check_rows(rows, meta.num_rows)
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical", rechunk=False)
+
+
+def _groups(
+    read: tuple[pq.ParquetFile, pa.Schema],
+    groups: list[int],
+    columns: list[str] | None,
+    *,
+    threads: bool,
+) -> pa.Table:
+    """Row groups `groups` (all, if none are given) of a Parquet file, maybe only `columns`,
+    read by `read` (a reader and the schema it reads).
+
+    Through batches, not `read()` or `read_row_group()`: a failed threaded `read()` leaves
+    pyarrow tasks running, and the process aborts ("terminate called without an active
+    exception") if it exits within their few milliseconds (seen in 9 of 10 runs of a corrupt
+    file)."""
+    reader, schema = read
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
+    batches = reader.iter_batches(
+        batch_size=_WHOLE_BATCH_ROWS,
+        row_groups=groups or None,
+        columns=columns,
+        use_threads=threads,
+    )
+    return pa.Table.from_batches(list(batches), schema=schema)
+
+
+def _planned(schema: pa.Schema, plan: pa.Schema) -> pa.Schema:
+    """`schema` with a dictionary field that `plan` (by name) has as plain values made so: a
+    column read as a dictionary to save time (`arrowstrings`), not what the file holds."""
+    fields = [
+        plan.field(field.name)
+        if pa.types.is_dictionary(field.type)
+        and field.name in plan.names
+        and not pa.types.is_dictionary(plan.field(field.name).type)
+        else field
+        for field in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _open(source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLimits) -> _Opened:
@@ -238,8 +308,20 @@ def _ipc_options(threads: bool) -> pa_ipc.IpcReadOptions:
     return pa_ipc.IpcReadOptions(ensure_native_endian=True, use_threads=threads)
 
 
-def _parquet(source: pa.NativeFile) -> pq.ParquetFile:
-    return pq.ParquetFile(source, coerce_int96_timestamp_unit="us", page_checksum_verification=True)
+def _parquet(
+    source: pa.NativeFile,
+    metadata: pq.FileMetaData | None = None,
+    dictionaries: Sequence[int] = (),
+) -> pq.ParquetFile:
+    """A reader of a Parquet file, maybe with its footer read already, maybe reading some
+    string leaf columns as dictionaries."""
+    return pq.ParquetFile(
+        source,
+        metadata=metadata,
+        read_dictionary=list(dictionaries) or None,
+        coerce_int96_timestamp_unit="us",
+        page_checksum_verification=True,
+    )
 
 
 def _next_frame(opened: _Opened) -> pl.DataFrame | None:
