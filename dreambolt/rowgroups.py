@@ -48,6 +48,9 @@ TAIL_BYTES = 256 << 10  # first GET: the footer and the end of the last row grou
 # enough that ranges land in file order (all at once, the first row group would be complete
 # only when every range in the read-ahead is).
 LANES = 16
+# Rows of a row group decoded at a time: a writer's 128 MB row group is not held whole (as
+# cheap as whole row groups: 256k-row batches cost 0.8-1.0x the CPU of whole ones, measured).
+BATCH_ROWS = 1 << 18
 _MAGIC = b"PAR1"
 _PARQUET = FileFormat("parquet")
 
@@ -320,11 +323,11 @@ class ParquetStream:
             self._wait(unit)
             for g in unit.groups:
                 with translated(self.uri, _PARQUET, f" (row group {g + 1:,})", self.failures):
-                    frame = groups.frame(g)
-                rows += frame.height
-                if held is not None:
-                    yield held
-                held = frame
+                    for frame in groups.frames(g, BATCH_ROWS):
+                        rows += frame.height
+                        if held is not None:
+                            yield held
+                        held = frame
             self._consumed(unit)
         with translated(self.uri, _PARQUET, passed=self.failures):
             groups.check(rows)

@@ -23,8 +23,8 @@ or refused each of 6,000 within 0.2 s. Here:
 - A file with no columns is refused: it has nothing to load (a Parquet file may still count
   rows), and "loaded" with no table would hide that.
 - Each step (opening the file, each record batch, a whole file read in memory) is bounded in
-  time (`READ_SECONDS`, less for a small file: `_bound`) through `deadline.within`: a file that
-  makes the reader loop becomes a per-file error instead of a hang.
+  time (`READ_SECONDS`, less for a small file: `arrowsteps.bound`) through `deadline.within`:
+  a file that makes the reader loop becomes a per-file error instead of a hang.
 
 The price, measured on 2 idle cores against the readers used before (polars for a file in
 memory, pyarrow in batches): in batches, for IPC and for small files, none (IPC in memory 31 ms
@@ -39,9 +39,8 @@ each). A step's time bound costs 0.015 ms.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -49,14 +48,12 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from dreambolt.formats.arrowfit import Fit
+from dreambolt.formats.arrowsteps import bound, check_rows, check_schema, step, validate
 from dreambolt.formats.arrowstrings import DictionaryReads
-from dreambolt.formats.deadline import Overran, within
 from dreambolt.formats.detect import Format
 from dreambolt.formats.limits import (
     ParseLimits,
     Refused,
-    Unreadable,
-    check_arrow_schema,
     check_frame,
 )
 
@@ -64,14 +61,12 @@ __all__ = ["READ_SECONDS", "RowGroups", "arrow_frames", "read_arrow"]
 
 # The time bound of one step, at most. A step holds at most a batch of `batch_rows` rows or a
 # file within the memory budget, read at hundreds of MB/s: 30 s leaves a wide margin for a
-# loaded machine, and a small file gets less (`_bound`).
+# loaded machine, and a small file gets less (`arrowsteps.bound`).
 READ_SECONDS = 30.0
-T = TypeVar("T")
 _WHOLE_BATCH_ROWS = 1 << 20  # batches of a Parquet file read whole (as fast as `read()`)
 # pyarrow decodes columns (and decompresses IPC buffers) in parallel for files past this size;
 # below it, handing work to its threads costs more than it saves (1.2 vs 1.7 ms, 70 KB).
 _THREADS_FROM = 1 << 20
-_SMALL_SECONDS, _SLOWEST = 5.0, 20e6  # see `_bound`
 # A whole file's row groups are read in one go, or one by one where some of their strings are
 # read as dictionaries (`arrowstrings`): worth it from this many rows a row group (1M rows in
 # groups of 5,000 cost 0.55 s of CPU one by one, 0.44 s in one go; in groups of 100,000, 0.17
@@ -103,13 +98,11 @@ def arrow_frames(
     more than `seconds` (None: no bound); `Unreadable` for a column polars cannot hold; what
     pyarrow raises for a corrupt file.
     """
-    seconds = _bound(seconds, source.size())
-    opened = _step(
-        seconds, "its footer and schema", lambda: _open(source, kind, batch_rows, limits)
-    )
+    seconds = bound(seconds, source.size())
+    opened = step(seconds, "its footer and schema", lambda: _open(source, kind, batch_rows, limits))
     count = rows = 0
     while True:
-        frame = _step(seconds, f"record batch {count + 1:,}", lambda: _next_frame(opened))
+        frame = step(seconds, f"record batch {count + 1:,}", lambda: _next_frame(opened))
         if frame is None:
             break
         if not count:
@@ -117,7 +110,7 @@ def arrow_frames(
         count += 1
         rows += frame.height
         yield frame
-    _check_rows(rows, opened.rows)
+    check_rows(rows, opened.rows)
     if not count:
         frame = opened.fit.frame(opened.schema.empty_table())
         check_frame(frame, limits)
@@ -129,9 +122,9 @@ def read_arrow(
 ) -> pl.DataFrame:
     """Read a whole Parquet or Arrow IPC file (file or stream) held in memory as one frame,
     as `arrow_frames` would (the whole read is one step, bounded by `seconds` or, for a file
-    under 500 MB, less: see `_bound`)."""
-    bound = _bound(seconds, len(raw))
-    return _step(bound, "the file", lambda: _read_whole(raw, kind, limits))
+    under 500 MB, less: see `arrowsteps.bound`)."""
+    limit = bound(seconds, len(raw))
+    return step(limit, "the file", lambda: _read_whole(raw, kind, limits))
 
 
 class RowGroups:
@@ -154,8 +147,8 @@ class RowGroups:
         columns: Sequence[str] | None = None,
         seconds: float | None = READ_SECONDS,
     ) -> None:
-        self.seconds = _bound(seconds, source.size())
-        self.reader = _step(self.seconds, "its footer and schema", lambda: _parquet(source))
+        self.seconds = bound(seconds, source.size())
+        self.reader = step(self.seconds, "its footer and schema", lambda: _parquet(source))
         self.metadata = self.reader.metadata
         schema = self.reader.schema_arrow
         if columns is not None:
@@ -168,7 +161,7 @@ class RowGroups:
                 )
             schema = pa.schema([schema.field(name) for name in columns], metadata=schema.metadata)
         self.columns = None if columns is None else list(columns)
-        _check_schema(schema, limits, self.metadata.num_rows)
+        check_schema(schema, limits, self.metadata.num_rows)
         self.schema = schema
         self.fit = Fit(schema)
         self.limits = limits
@@ -185,14 +178,40 @@ class RowGroups:
         def read() -> pl.DataFrame:
             picked = self.reads.picked(index)
             table = _groups(self.reads.reader(picked), [index], self.columns, threads=True)
-            _validate(table)
+            validate(table)
             if not (table.schema.equals(self.fit.schema) or self.fit.fits(table.schema)):
                 self.fit = Fit(_planned(table.schema, self.schema))  # not seen; cheap
             return self.fit.frame(table)
 
-        frame = _step(self.seconds, f"row group {index + 1:,}", read)
+        frame = step(self.seconds, f"row group {index + 1:,}", read)
         check_frame(frame, self.limits)
         return frame
+
+    def frames(self, index: int, batch_rows: int) -> Iterator[pl.DataFrame]:
+        """Row group `index` as checked frames of at most `batch_rows` rows each (none for an
+        empty row group): a big row group in bounded memory, each batch a step in time."""
+        reader, _ = self.reads.reader(self.reads.picked(index))
+        batches = reader.iter_batches(
+            batch_size=batch_rows, row_groups=[index], columns=self.columns, use_threads=True
+        )
+        count = 0
+        while True:
+            count += 1
+            what = f"row group {index + 1:,}, batch {count:,}"
+            frame = step(self.seconds, what, lambda: self._next(batches))
+            if frame is None:
+                return
+            check_frame(frame, self.limits)
+            yield frame
+
+    def _next(self, batches: Iterator[pa.RecordBatch]) -> pl.DataFrame | None:
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        validate(batch)
+        if not (batch.schema.equals(self.fit.schema) or self.fit.fits(batch.schema)):
+            self.fit = Fit(_planned(batch.schema, self.schema))  # not seen; cheap
+        return self.fit.frame(batch)
 
     def empty(self) -> pl.DataFrame:
         """A frame with the (selected) columns and no rows."""
@@ -200,7 +219,7 @@ class RowGroups:
 
     def check(self, rows: int) -> None:
         """Refuse a file whose row groups held other than the rows its footer counts."""
-        _check_rows(rows, int(self.metadata.num_rows))
+        check_rows(rows, int(self.metadata.num_rows))
 
 
 def _read_whole(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
@@ -211,10 +230,10 @@ def _read_whole(raw: bytes, kind: Format, limits: ParseLimits) -> pl.DataFrame:
     else:
         opener = pa_ipc.open_file if raw.startswith(b"ARROW1") else pa_ipc.open_stream
         stream = opener(source, options=_ipc_options(threads))
-        _check_schema(stream.schema, limits)
+        check_schema(stream.schema, limits)
         table = stream.read_all()
         fit = Fit(table.schema)
-    _validate(table)
+    validate(table)
     return fit.frame(table)
 
 
@@ -223,7 +242,7 @@ def _parquet_whole(source: pa.NativeFile, limits: ParseLimits, threads: bool) ->
     group with string columns to read as dictionaries (`arrowstrings`) on its own."""
     reader = _parquet(source)
     schema, meta = reader.schema_arrow, reader.metadata
-    _check_schema(schema, limits, meta.num_rows)
+    check_schema(schema, limits, meta.num_rows)
     fit = Fit(schema)
     opener = functools.partial(_parquet, source)
     reads = DictionaryReads(reader, schema, opener, least=_WHOLE_DICTIONARY_ROWS)
@@ -237,10 +256,10 @@ def _parquet_whole(source: pa.NativeFile, limits: ParseLimits, threads: bool) ->
     frames, rows = [], 0
     for picked, groups in runs or [({}, [])]:
         table = _groups(reads.reader(picked), groups, None, threads=threads)
-        _validate(table)
+        validate(table)
         rows += table.num_rows
         frames.append(fit.frame(table))
-    _check_rows(rows, meta.num_rows)
+    check_rows(rows, meta.num_rows)
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical", rechunk=False)
 
 
@@ -300,7 +319,7 @@ def _open(source: pa.NativeFile, kind: Format, batch_rows: int, limits: ParseLim
         source.seek(0)
         ipc_stream = pa_ipc.open_stream(source, options=_ipc_options(threads))
         batches, schema, rows = iter(ipc_stream), ipc_stream.schema, None
-    _check_schema(schema, limits, rows)
+    check_schema(schema, limits, rows)
     return _Opened(schema, Fit(schema), batches, rows)
 
 
@@ -328,61 +347,7 @@ def _next_frame(opened: _Opened) -> pl.DataFrame | None:
     batch = next(opened.batches, None)
     if batch is None:
         return None
-    _validate(batch)
+    validate(batch)
     if not batch.schema.equals(opened.fit.schema):  # not seen; cheap to allow for
         opened.fit = Fit(batch.schema)
     return opened.fit.frame(batch)
-
-
-def _validate(data: pa.RecordBatch | pa.Table) -> None:
-    """Check every value (offsets, UTF-8, dictionary indices...) column by column, to name
-    the column a corrupt file got wrong (and first, cheaply, the shape of the whole)."""
-    data.validate()
-    for field, column in zip(data.schema, data.columns, strict=True):
-        try:
-            column.validate(full=True)
-        except pa.ArrowInvalid as exc:
-            raise Unreadable(f"column {field.name!r}: {exc}") from None
-
-
-def _check_schema(schema: pa.Schema, limits: ParseLimits, rows: int | None = None) -> None:
-    """Refuse a file with no columns, too many or too deep, before reading its data."""
-    if not len(schema):
-        counted = f" (but {rows:,} rows)" if rows else ""
-        raise Refused(f"it has no columns{counted}: there is nothing to load")
-    check_arrow_schema(schema, limits)
-
-
-def _check_rows(found: int, said: int | None) -> None:
-    if said is not None and found != said:
-        raise Unreadable(
-            f"it holds {found:,} rows where its footer says {said:,}: is it truncated or corrupt?"
-        )
-
-
-def _bound(seconds: float | None, size: int) -> float | None:
-    """The time bound of a step reading a file of `size` bytes: `seconds`, or less for a small
-    file, 5 s plus 1 s per 20 MB (pyarrow reads 100 to 250 MB of Parquet a second here, on
-    2 cores busy or not: a margin of ten or more), so a small file that makes the reader loop
-    fails within seconds."""
-    if seconds is None:
-        return None
-    return min(seconds, _SMALL_SECONDS + size / _SLOWEST)
-
-
-def _step(seconds: float | None, what: str, call: Callable[[], T]) -> T:
-    """`call()` within `seconds`; pyarrow decoding a name that is not text (a corrupt schema)
-    made `Unreadable`."""
-    try:
-        return within(seconds, call)
-    except UnicodeDecodeError as exc:
-        raise Unreadable(
-            f"a name in it is not valid text ({exc.reason}; found reading "
-            f"{what}): is the file corrupt?"
-        ) from None
-    except Overran as exc:
-        raise Refused(
-            f"reading {what} took more than {exc.seconds:g} s, the time bound for one step of "
-            "a Parquet/IPC read: the file may be corrupt in a way that makes the reader loop "
-            "(the read was abandoned)"
-        ) from None
