@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 SNIFF_BYTES = 1 << 20  # of a file's start that DuckDB's sniffer reads
+_SAMPLE_ROWS = 100  # rows whose types are tried on the whole text first (`read_polars`)
 
 
 def read_first(
@@ -92,7 +93,27 @@ def may_hold_blank_lines(frame: pl.DataFrame) -> bool:
 
 
 def read_polars(raw: bytes, dialect: Dialect, infer_rows: int | None) -> pl.DataFrame:
+    """Parse with polars, column types from the first `infer_rows` rows (None: all), or from
+    every row where a later value misfits them.
+
+    polars infers types row by row on one thread (10,000 rows of a 1 MiB file: 60 ms, where
+    the parse itself takes 6 ms), so they are first inferred from `_SAMPLE_ROWS` rows and the
+    whole text parsed strictly with them. That gives what the long inference gives whenever it
+    succeeds: every value then fits those types, and inference picks the narrowest types that
+    fit. A value that misfits, or a column with no value in the sample (typed String by
+    polars), means the long inference after all."""
     options: dict[str, Any] = polars_options(dialect)
+    if infer_rows is None or infer_rows > _SAMPLE_ROWS:
+        with contextlib.suppress(pl.exceptions.ComputeError):
+            sample = pl.read_csv(
+                raw,
+                n_rows=_SAMPLE_ROWS,
+                infer_schema_length=_SAMPLE_ROWS,
+                raise_if_empty=False,
+                **options,
+            )
+            if sample.height and all(c.null_count() < sample.height for c in sample.iter_columns()):
+                return pl.read_csv(raw, schema=sample.schema, raise_if_empty=False, **options)
     with contextlib.suppress(pl.exceptions.ComputeError):
         return pl.read_csv(raw, infer_schema_length=infer_rows, raise_if_empty=False, **options)
     return pl.read_csv(raw, infer_schema_length=None, raise_if_empty=False, **options)
