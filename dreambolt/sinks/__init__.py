@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dreambolt.errors import SinkError
+from dreambolt.sinks.names import DELTA_PREFIX, is_delta
 
 if TYPE_CHECKING:
+    from dreambolt.s3.options import S3Options
     from dreambolt.sinks.base import FileWrite, Sink, Written
     from dreambolt.sinks.duckdb import DuckDBSink
     from dreambolt.sinks.names import validate_table_name
@@ -23,11 +25,11 @@ __all__ = [
     "FileWrite",
     "Sink",
     "Written",
+    "is_delta",
     "open_sink",
     "validate_table_name",
 ]
 
-DELTA_PREFIX = "delta:"
 
 _LAZY = {
     "DuckDBSink": "dreambolt.sinks.duckdb",
@@ -38,22 +40,26 @@ _LAZY = {
 }
 
 
-def open_sink(db: str | Path, *, preserve_order: bool = False) -> Sink:
+def open_sink(db: str | Path, *, preserve_order: bool = False, s3: S3Options | None = None) -> Sink:
     """Open the destination `db` names (a blocking call: run it on the sink's thread).
 
-    A DuckDB file (or ':memory:') is the only destination today; `delta:ROOT` is refused with
-    a fatal SinkError (code Unsupported). `preserve_order` keeps each file's rows in file order
-    where the destination otherwise may not (DuckDB writes row groups from several threads).
-    Raises SinkError (fatal) when the destination cannot be opened.
+    `delta:ROOT` is a folder of Delta Lake tables (`dreambolt.sinks.delta.DeltaSink`, reached
+    on S3 with the options `s3` and the AWS chain); anything else a DuckDB file (or
+    ':memory:'). `preserve_order` keeps each file's rows in file order where the destination
+    otherwise may not (DuckDB writes row groups from several threads; a Delta commit keeps
+    them in order). Raises SinkError (fatal) when the destination cannot be opened.
     """
     text = str(db)
-    if text.lower().startswith(DELTA_PREFIX):
-        raise SinkError(
-            f"--db {text!r}: Delta Lake destinations are not supported yet; name a DuckDB "
-            "file instead, e.g. --db dreambolt.duckdb",
-            code="Unsupported",
-            fatal=True,
-        )
+    if is_delta(text):
+        try:
+            from dreambolt.sinks.delta import DeltaSink
+        except ImportError as exc:
+            raise SinkError(
+                f"--db {text!r} needs the Delta Lake extra: pip install 'dreambolt[delta]' ({exc})",
+                code="Unsupported",
+                fatal=True,
+            ) from exc
+        return DeltaSink(text, s3=s3)
     from dreambolt.sinks.duckdb import DuckDBSink  # DuckDB is imported when it is used
 
     return DuckDBSink(text, preserve_order=preserve_order)

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from dreambolt.report import FileResult
+from dreambolt.sinks.ledgerrows import LEDGER, rows_of
 
 __all__ = [
     "CLAIMS",
@@ -40,7 +40,7 @@ __all__ = [
     "rows_of",
 ]
 
-LEDGER = "_dreambolt_loads"
+
 CLAIMS = "_dreambolt_claims"
 _STAGED = "__dreambolt_ledger"
 _RACES = 50  # tries of a statement that another connection's identical one can beat
@@ -67,16 +67,6 @@ CREATE TABLE IF NOT EXISTS {CLAIMS} (
     n           BIGINT NOT NULL    -- write transactions of the table committed so far
 )
 """
-_SCHEMA = {
-    "uri": pl.String,
-    "etag": pl.String,
-    "size": pl.Int64,
-    "rows": pl.Int64,
-    "status": pl.String,
-    "error_type": pl.String,
-    "error_code": pl.String,
-    "error": pl.String,
-}
 
 
 def create(con: Any) -> None:
@@ -139,23 +129,6 @@ def _racing(con: Any, sql: str, params: list[object], done: Callable[[], bool]) 
             if attempt == _RACES - 1:
                 raise
             time.sleep(random.uniform(0.001, 0.02))
-
-
-def rows_of(results: Sequence[FileResult]) -> pl.DataFrame:
-    """Ledger rows (without table, run and time) for these results."""
-    return pl.DataFrame(
-        {
-            "uri": [r.uri for r in results],
-            "etag": [r.etag for r in results],
-            "size": [r.bytes for r in results],
-            "rows": [r.rows for r in results],
-            "status": [r.status for r in results],
-            "error_type": [r.error.type if r.error else None for r in results],
-            "error_code": [r.error.code if r.error else None for r in results],
-            "error": [r.error.message if r.error else None for r in results],
-        },
-        schema=_SCHEMA,
-    )
 
 
 def add(

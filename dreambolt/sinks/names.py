@@ -1,4 +1,4 @@
-"""Table names a destination accepts: checked before anything is opened or downloaded.
+"""Names of destinations and tables: checked before anything is opened or downloaded.
 
 Light on purpose (no DuckDB, no polars): the CLI checks `--table` with it before it imports the
 pipeline.
@@ -10,7 +10,9 @@ import re
 
 from dreambolt.errors import SinkError
 
-__all__ = ["validate_table_name"]
+__all__ = ["DELTA_PREFIX", "is_delta", "validate_table_name"]
+
+DELTA_PREFIX = "delta:"  # --db delta:ROOT names a folder of Delta Lake tables
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -24,3 +26,8 @@ def validate_table_name(name: str) -> str:
             "e.g. --table events_2024"
         )
     return name
+
+
+def is_delta(db: object) -> bool:
+    """Whether `db` (a --db value) names a Delta Lake root (`delta:ROOT`)."""
+    return str(db).lower().startswith(DELTA_PREFIX)

@@ -1,0 +1,146 @@
+"""Small operations on Delta tables that the Delta sink, its ledger and its cache share.
+
+`Tables` keeps one `DeltaTable` per table URI and brings it up to the latest version before
+each use (`update_incremental` reads only the new log entries). A check and the write that
+depends on it must use the SAME snapshot: delta-rs detects a conflicting commit only against
+the version the writing `DeltaTable` was loaded at.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import NoReturn, TypeVar
+
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from dreambolt.errors import SinkError, redact
+from dreambolt.sinks.deltastore import DeltaRoot
+
+__all__ = [
+    "COMMIT_TRIES",
+    "Conflict",
+    "Tables",
+    "create",
+    "create_empty",
+    "in_list",
+    "message",
+    "query",
+    "retry_conflicts",
+    "sql_string",
+]
+
+T = TypeVar("T")
+COMMIT_TRIES = 60  # tries of a commit that other writers keep beating
+_FIRST_DELAY, _MAX_DELAY = 0.02, 1.0
+
+
+class Conflict(Exception):
+    """Another writer committed first in a way this commit depends on: read again, retry."""
+
+
+class Tables:
+    """One `DeltaTable` per table URI under a root, refreshed before each use."""
+
+    def __init__(self, root: DeltaRoot) -> None:
+        self.root = root
+        self._open: dict[str, DeltaTable] = {}
+
+    def snapshot(self, name: str) -> DeltaTable | None:
+        """The table `name` at its latest version, or None if it does not exist yet."""
+        uri = self.root.table_uri(name)
+        table = self._open.get(uri)
+        if table is not None:
+            try:
+                table.update_incremental()
+                return table
+            except (TableNotFoundError, OSError):  # removed behind our back: look again
+                del self._open[uri]
+        try:
+            table = DeltaTable(uri, storage_options=self.root.storage)
+        except TableNotFoundError:
+            return None
+        self._open[uri] = table
+        return table
+
+    def forget(self, name: str) -> None:
+        self._open.pop(self.root.table_uri(name), None)
+
+    def uri(self, name: str) -> str:
+        return self.root.table_uri(name)
+
+
+def create(tables: Tables, name: str, data: pa.Table) -> None:
+    """Create table `name` with `data` (an Arrow table or stream), for tables whose rows may
+    be appended by any writer in any order (the ledger, the embedding cache): when another
+    writer creates it meanwhile, delta-rs appends to it instead."""
+    write_deltalake(tables.uri(name), data, mode="append", storage_options=tables.root.storage)
+
+
+def create_empty(tables: Tables, name: str, schema: pa.Schema) -> NoReturn:
+    """Create table `name`, without rows, if it does not exist; then `Conflict`, so that the
+    caller reads the table (its own or another writer's) and decides again on a snapshot.
+
+    A data table is never created by a write with rows: delta-rs turns the write that loses
+    the race to create a table into an append to the winner's table, unchecked, so two
+    writers could both load a file."""
+    columns = pa.schema([f for f in schema if not pa.types.is_null(f.type)])
+    try:
+        DeltaTable.create(
+            tables.uri(name), columns, mode="ignore", storage_options=tables.root.storage
+        )
+    except Exception as exc:
+        if not is_delta_error(exc) or tables.snapshot(name) is None:
+            raise
+    raise Conflict(f"{name} was just created")
+
+
+def query(table: DeltaTable, sql: str) -> pa.Table:
+    """Run `sql` (the table is `t`) on the table's current snapshot."""
+    return pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
+
+
+def sql_string(value: str) -> str:
+    """`value` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_list(column: str, values: Iterable[str]) -> str:
+    """A predicate: `column` is one of `values` (which must not be empty)."""
+    listed = ", ".join(sql_string(v) for v in values)
+    return f"{column} IN ({listed})"
+
+
+def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:
+    """Run `attempt` until it does not lose a commit race (`Conflict` or delta-rs's
+    CommitFailedError); each try reads the table afresh. A fatal SinkError after COMMIT_TRIES."""
+    delay = _FIRST_DELAY
+    for tries in range(1, COMMIT_TRIES + 1):
+        try:
+            return attempt()
+        except (Conflict, CommitFailedError) as exc:
+            if tries == COMMIT_TRIES:
+                raise SinkError(
+                    f"{what}: other writers kept committing first ({message(exc)}); tried "
+                    f"{COMMIT_TRIES} times. Run fewer writers on one table at once",
+                    code="CommitConflict",
+                ) from exc
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, _MAX_DELAY)
+    raise AssertionError("unreachable")
+
+
+def message(exc: BaseException) -> str:
+    """delta-rs's message, first line only (it adds coloured cause chains and backtraces),
+    with secrets removed."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(exc).__name__)
+
+
+def is_delta_error(exc: BaseException) -> bool:
+    """Whether `exc` came from delta-rs (its classes report the module `_internal`; some
+    failures, such as schema errors, are plain `Exception`s)."""
+    return isinstance(exc, DeltaError | OSError) or type(exc) is Exception

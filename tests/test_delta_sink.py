@@ -1,0 +1,273 @@
+"""The Delta Lake destination: same table layout, ledger and exactly-once rules as DuckDB,
+on a local root and on a moto S3 root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+from motoserver import MotoServer
+
+from dreambolt import Ingester, S3Options
+from dreambolt.errors import SinkError
+from dreambolt.sinks import FileWrite, open_sink
+from dreambolt.sinks.delta import EPOCH_APP, DeltaSink, _Batch
+
+LINEAGE = ["_source_uri", "_source_etag", "_ingested_at"]
+
+
+class Lake:
+    """A Delta root (local folder or moto bucket prefix) and how to read it back."""
+
+    def __init__(self, db: str, uri: str, storage: dict[str, str] | None, s3: S3Options) -> None:
+        self.db, self.uri, self.storage, self.s3 = db, uri, storage, s3
+
+    def table(self, name: str) -> DeltaTable:
+        return DeltaTable(f"{self.uri}/{name}", storage_options=self.storage)
+
+    def frame(self, name: str) -> pl.DataFrame:
+        return pl.read_delta(f"{self.uri}/{name}", storage_options=self.storage)
+
+    def ledger(self, table: str) -> pl.DataFrame:
+        return self.frame("_dreambolt_loads").filter(pl.col("table_name") == table)
+
+    def ingester(self, **kwargs: Any) -> Ingester:
+        return Ingester(db=self.db, s3=self.s3, **kwargs)
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
+    if request.param == "local":
+        yield Lake(f"delta:{tmp_path / 'lake'}", str(tmp_path / "lake"), None, S3Options())
+        return
+    moto: MotoServer = request.getfixturevalue("moto")
+    bucket: str = request.getfixturevalue("bucket")
+    storage = {
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto.endpoint_url,
+        "AWS_ALLOW_HTTP": "true",
+    }
+    options = S3Options(endpoint_url=moto.endpoint_url)
+    yield Lake(f"delta:s3://{bucket}/analytics", f"s3://{bucket}/analytics", storage, options)
+
+
+def write_csvs(folder: Path, files: int, rows: int, *, start: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + files):
+        path = folder / f"{i:03d}.csv"
+        path.write_text("id,v\n" + "".join(f"{i * 1000 + r},{r}\n" for r in range(rows)))
+        paths.append(path)
+    return paths
+
+
+async def test_ingest_writes_table_lineage_and_ledger_then_rerun_is_unchanged(
+    lake: Lake, tmp_path: Path
+) -> None:
+    write_csvs(tmp_path / "in", 5, 10)
+    async with lake.ingester() as ing:
+        report = await ing.ingest(str(tmp_path / "in"), table="events")
+    assert [f.status for f in report.files] == ["loaded"] * 5
+    frame = lake.frame("events")
+    assert frame.columns == ["id", "v", *LINEAGE]
+    assert frame.height == 50 and frame["id"].n_unique() == 50
+    assert frame.schema["_ingested_at"] == pl.Datetime("us", "UTC")
+    ledger = lake.ledger("events")
+    assert ledger.filter(pl.col("active"))["rows"].to_list() == [10] * 5
+    assert set(ledger["status"]) == {"loaded"}
+    commits = lake.table("events").version()
+
+    async with lake.ingester() as ing:
+        again = await ing.ingest(str(tmp_path / "in"), table="events")
+    assert [f.status for f in again.files] == ["unchanged"] * 5
+    assert lake.table("events").version() == commits  # nothing written to the data table
+    assert lake.frame("events").height == 50
+
+
+async def test_small_files_go_in_few_commits(lake: Lake, tmp_path: Path) -> None:
+    write_csvs(tmp_path / "in", 40, 3)
+    async with lake.ingester() as ing:
+        report = await ing.ingest(str(tmp_path / "in"), table="t")
+    assert report.ok and sum(f.rows for f in report.files) == 120
+    # one commit per batch of small files, never one per file
+    assert lake.table("t").version() + 1 < 10
+
+
+async def test_changed_file_replaces_its_rows_in_the_same_commit(
+    lake: Lake, tmp_path: Path
+) -> None:
+    paths = write_csvs(tmp_path / "in", 3, 4)
+    async with lake.ingester() as ing:
+        await ing.ingest(str(tmp_path / "in"), table="t")
+    before = lake.table("t").version()
+    paths[1].write_text("id,v\n7,70\n8,80\n")
+    os.utime(paths[1], (1, 2_000_000_000))  # a new etag whatever the clock's resolution
+    async with lake.ingester() as ing:
+        report = await ing.ingest(str(tmp_path / "in"), table="t")
+    changed = [f for f in report.files if f.status == "loaded"]
+    assert len(changed) == 1 and changed[0].replaced and changed[0].rows == 2
+    after = lake.table("t")
+    assert after.version() == before + 1  # removal and addition in one commit
+    frame = lake.frame("t")
+    assert frame.height == 4 + 2 + 4
+    mine = frame.filter(pl.col("_source_uri") == changed[0].uri)
+    assert sorted(mine["id"].to_list()) == [7, 8]
+    # no version of the table ever shows both versions of the file, nor neither
+    for version in range(before, after.version() + 1):
+        old = DeltaTable(after.table_uri, version=version, storage_options=lake.storage)
+        rows = pl.from_arrow(old.to_pyarrow_table())
+        assert isinstance(rows, pl.DataFrame)
+        assert rows.filter(pl.col("_source_uri") == changed[0].uri).height in (4, 2)
+    active = lake.ledger("t").filter(pl.col("active") & (pl.col("uri") == changed[0].uri))
+    assert active["rows"].to_list() == [2]
+
+
+async def test_new_columns_merge_and_a_type_conflict_fails_only_that_file(
+    lake: Lake, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text("id,v\n1,10\n2,20\n")
+    async with lake.ingester() as ing:
+        await ing.ingest(str(folder), table="t")
+    (folder / "b.csv").write_text("id,v,extra\n3,30,x\n")
+    (folder / "c.csv").write_text("id,v\n4,not a number\n")
+    version = lake.table("t").version()
+    async with lake.ingester() as ing:
+        report = await ing.ingest(str(folder), table="t")
+    status = {Path(f.uri).name: f for f in report.files}
+    assert status["a.csv"].status == "unchanged"
+    assert status["b.csv"].status == "loaded"
+    bad = status["c.csv"]
+    assert bad.status == "failed" and bad.error is not None
+    assert "'v'" in bad.error.message and "not a number" in bad.error.message
+    frame = lake.frame("t").sort("id")
+    assert frame["id"].to_list() == [1, 2, 3] and frame["extra"].to_list() == [None, None, "x"]
+    assert frame.schema["v"] == pl.Int64
+    assert lake.table("t").version() == version + 1  # only b's commit
+
+
+async def test_replace_mode_rebuilds_and_old_batches_load_again(lake: Lake, tmp_path: Path) -> None:
+    write_csvs(tmp_path / "one", 2, 3)
+    write_csvs(tmp_path / "two", 1, 5, start=10)
+    async with lake.ingester() as ing:
+        await ing.ingest(str(tmp_path / "one"), table="t")
+        await ing.ingest(str(tmp_path / "two"), table="t", mode="replace")
+    frame = lake.frame("t")
+    assert frame.height == 5 and frame["_source_uri"].n_unique() == 1
+    assert lake.table("t").transaction_version(EPOCH_APP) == 1
+    ledger = lake.ledger("t")
+    active = ledger.filter(pl.col("active"))["uri"].to_list()
+    assert active == frame["_source_uri"].unique().to_list()
+    # the first batch's marker is from the old epoch: loading it again writes it again
+    async with lake.ingester() as ing:
+        report = await ing.ingest(str(tmp_path / "one"), table="t")
+    assert [f.status for f in report.files] == ["loaded", "loaded"]
+    assert lake.frame("t").height == 11
+
+
+def test_a_batch_already_committed_is_not_written_again(lake: Lake) -> None:
+    frame = pl.DataFrame({"id": [1, 2, 3]})
+    files = [
+        FileWrite("s3://src/a.csv", "e1", 10, frame),
+        FileWrite("s3://src/b.csv", "e2", 10, frame),
+    ]
+    first = open_sink(lake.db, s3=lake.s3)
+    second = open_sink(lake.db, s3=lake.s3)  # as a retried task would
+    try:
+        assert [w.rows for w in first.write_many("t", files, run_id="r1")] == [3, 3]
+        version = lake.table("t").version()
+        again = second.write_many("t", list(reversed(files)), run_id="r2")
+        assert all(w.unchanged for w in again)
+        assert lake.table("t").version() == version
+    finally:
+        first.close()
+        second.close()
+    assert lake.frame("t").height == 6
+    # the commit carries the batch's marker: any order of the same (uri, etag) pairs
+    batch = _Batch("t", [(f.uri, f.etag, f.size) for f in reversed(files)], "r9", False)
+    assert lake.table("t").transaction_version(batch.marker(0)) == 0
+
+
+def test_empty_files_are_ledger_only_and_a_file_that_empties_drops_its_rows(lake: Lake) -> None:
+    sink = open_sink(lake.db, s3=lake.s3)
+    try:
+        full = pl.DataFrame({"id": [1, 2]})
+        sink.write_many("t", [FileWrite("s3://x/a", "1", 5, full)], run_id="r")
+        empty = pl.DataFrame(schema={"id": pl.Int64}).clear()
+        [written] = sink.write_many("t", [FileWrite("s3://x/a", "2", 5, empty)], run_id="r")
+        assert written.replaced and written.rows == 0
+        assert lake.frame("t").height == 0
+        assert sink.loaded("t") == {"s3://x/a": "2"}
+        [same] = sink.write_many("t", [FileWrite("s3://x/a", "2", 5, empty)], run_id="r")
+        assert same.unchanged
+    finally:
+        sink.close()
+
+
+def test_ledger_gap_is_repaired_from_the_data_table(lake: Lake) -> None:
+    sink = open_sink(lake.db, s3=lake.s3)
+    assert isinstance(sink, DeltaSink)
+    try:
+        frame = pl.DataFrame({"id": [1, 2, 3]})
+        sink.write_many("t", [FileWrite("s3://x/a", "1", 5, frame)], run_id="r")
+        # as if killed between the data commit and the ledger commit: no ledger rows
+        ledger = lake.table("_dreambolt_loads")
+        ledger.delete("table_name = 't'")
+        assert lake.ledger("t").height == 0
+        assert sink.loaded("t") == {"s3://x/a": "1"}
+        repaired = lake.ledger("t")
+        assert repaired.select("uri", "etag", "rows", "status", "active", "run_id").rows() == [
+            ("s3://x/a", "1", 3, "loaded", True, "repair")
+        ]
+    finally:
+        sink.close()
+
+
+@pytest.mark.parametrize(
+    ("db", "code"),
+    [
+        ("delta:{tmp}/missing/lake", "NoSuchDirectory"),
+        ("delta:{tmp}/file.txt", "NotADatabase"),
+        ("delta:gs://bucket/lake", "InvalidPath"),
+        ("delta:", "InvalidPath"),
+    ],
+)
+def test_a_root_that_cannot_be_used_is_a_fatal_error(tmp_path: Path, db: str, code: str) -> None:
+    (tmp_path / "file.txt").write_text("keep me")
+    with pytest.raises(SinkError) as caught:
+        open_sink(db.format(tmp=tmp_path))
+    assert caught.value.fatal and caught.value.code == code
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_delta_table_is_not_a_root(tmp_path: Path) -> None:
+    sink = open_sink(f"delta:{tmp_path}")
+    sink.write_many("t", [FileWrite("s3://x/a", "1", 5, pl.DataFrame({"id": [1]}))], run_id="r")
+    with pytest.raises(SinkError, match="is a Delta table, not a root") as caught:
+        open_sink(f"delta:file://{tmp_path}/t")
+    assert caught.value.fatal
+
+
+def test_an_unreachable_bucket_is_a_fatal_error(moto: MotoServer) -> None:
+    with pytest.raises(SinkError, match="cannot reach the Delta root") as caught:
+        open_sink(
+            "delta:s3://no-such-bucket-here/lake",
+            s3=S3Options(endpoint_url=moto.endpoint_url),
+        )
+    assert caught.value.fatal
+
+
+def test_owns_the_root_only(tmp_path: Path) -> None:
+    sink = open_sink(f"delta:{tmp_path / 'lake'}")
+    assert sink.owns((tmp_path / "lake" / "t" / "part-0.parquet").as_uri())
+    assert not sink.owns((tmp_path / "lakeside.csv").as_uri())
+    assert sink.name == f"delta:{tmp_path / 'lake'}"
