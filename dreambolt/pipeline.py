@@ -85,7 +85,7 @@ class Pipeline:
         batches = Batches(
             run.queue,
             expected=len(todo),
-            limit=GROUP_FILES if self.on_error == "skip" else 1,  # abort: file by file
+            limit=GROUP_FILES,
             parse=partial(parse_deferred, limits=self.limits),
             feeders=producers,
         )
@@ -105,12 +105,14 @@ class Pipeline:
         files written (or settled) are added to `done`."""
         while batches.left:
             batch = await batches.next()
+            abort = self.on_error == "abort"
             try:
-                results = await writer.write_batch(run, batch)
+                results = await writer.write_batch(run, batch, stop_at_failure=abort)
             finally:
                 for item in batch:
                     await run.budget.release(item.cost)
-            for item, result in zip(batch, results, strict=True):
+            discard(batch[len(results) :])  # not attempted: the run stops at a failure
+            for item, result in zip(batch, results, strict=False):
                 done.add(item.source.uri)
                 if isinstance(item, Failed) and is_fatal(item.error):
                     raise item.error

@@ -279,14 +279,30 @@ class Writer:
         self._finish(run, result)
         return result
 
-    async def write_batch(self, run: Run, batch: list[Fetched | Failed]) -> list[FileResult]:
-        """Write a batch: small parsed files together in one transaction, the rest one by one."""
+    async def write_batch(
+        self, run: Run, batch: list[Fetched | Failed], *, stop_at_failure: bool = False
+    ) -> list[FileResult]:
+        """Write a batch: small parsed files together in one transaction, the rest one by one.
+
+        With `stop_at_failure` (on_error="abort") nothing after the batch's first failure is
+        written: only the files before a file that failed to arrive go in together, a group
+        that fails is written one by one up to its bad file, and the results stop at the
+        first file that failed (the files after it are not attempted)."""
         batch = await parse_deferred(batch, run.limits)  # a no-op for a batch parsed already
+        if stop_at_failure:
+            bad = next((k for k, i in enumerate(batch) if isinstance(i, Failed)), len(batch))
+            batch = batch[: bad + 1]
         small = [i for i in batch if isinstance(i, Fetched) and i.frame is not None]
         together: dict[str, FileResult] = {}
         if len(small) > 1:
             together = await self._write_together(run, small)  # {} if the group failed
-        return [together.get(item.source.uri) or await self._write(run, item) for item in batch]
+        results: list[FileResult] = []
+        for item in batch:
+            result = together.get(item.source.uri) or await self._write(run, item)
+            results.append(result)
+            if stop_at_failure and result.status not in ("loaded", "unchanged"):
+                break
+        return results
 
     async def _write_together(self, run: Run, items: list[Fetched]) -> dict[str, FileResult]:
         sink = self.sink

@@ -271,3 +271,27 @@ def test_owns_the_root_only(tmp_path: Path) -> None:
     assert sink.owns((tmp_path / "lake" / "t" / "part-0.parquet").as_uri())
     assert not sink.owns((tmp_path / "lakeside.csv").as_uri())
     assert sink.name == f"delta:{tmp_path / 'lake'}"
+
+
+async def test_abort_mode_still_commits_small_files_in_batches(lake: Lake, tmp_path: Path) -> None:
+    write_csvs(tmp_path / "in", 40, 3)
+    async with lake.ingester(on_error="abort") as ing:
+        report = await ing.ingest(str(tmp_path / "in"), table="t")
+    assert report.ok and [f.status for f in report.files] == ["loaded"] * 40
+    assert lake.table("t").version() + 1 < 10  # not one commit per file
+
+
+async def test_abort_mode_stops_at_the_first_bad_file_of_a_group(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    write_csvs(folder, 6, 3)
+    (folder / "003.csv").write_bytes(b"id,v\n1,2,3,4\n\x00\xff")  # not CSV of this shape
+    db = f"delta:{tmp_path / 'lake'}"
+    async with Ingester(db=db, on_error="abort") as ing:
+        report = await ing.ingest(str(folder), table="t")
+    assert report.aborted
+    by_name = {Path(f.uri).name: f.status for f in report.files}
+    assert by_name["003.csv"] == "skipped"  # unreadable: skipped, and the run stops
+    loaded = sorted(n for n, s in by_name.items() if s == "loaded")
+    rows = pl.read_delta(str(tmp_path / "lake" / "t"))
+    assert sorted({Path(u).name for u in rows["_source_uri"]}) == loaded
+    assert rows.height == 3 * len(loaded)

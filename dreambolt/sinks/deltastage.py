@@ -30,6 +30,7 @@ __all__ = ["MEMORY_CAP", "Staged", "stage_files", "stage_frames"]
 
 MEMORY_CAP = 64 << 20  # bytes of staged rows kept in memory before spilling to disk
 _INGESTED = "_ingested_at"
+_SPILL = ipc.IpcWriteOptions(compression="lz4")  # fast; spilled rows take less disk and IO
 
 
 class Staged:
@@ -70,7 +71,10 @@ class Staged:
         assert self._spool is not None
         path = self._spool.path / f"part-{len(self._files):06d}.arrow"
         table = frame.to_arrow()
-        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        with (
+            pa.OSFile(str(path), "wb") as sink,
+            ipc.new_file(sink, table.schema, options=_SPILL) as writer,
+        ):
             writer.write_table(table)
         self._files.append(path)
 
@@ -85,7 +89,8 @@ class Staged:
     def _parts(self) -> Iterator[pl.DataFrame]:
         yield from self._frames
         for path in self._files:
-            with pa.memory_map(str(path)) as source:
+            # Read, not mapped: mapped pages would count in the process's RSS until unmapped.
+            with pa.OSFile(str(path), "rb") as source:
                 reader = ipc.open_file(source)
                 for i in range(reader.num_record_batches):
                     batch = pl.from_arrow(reader.get_batch(i))
