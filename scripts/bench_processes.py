@@ -127,13 +127,18 @@ def bench_server(root: Path, setting: str, logs: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield f"http://127.0.0.1:{int(port_file.read_text())}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         port_file.unlink(missing_ok=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process; kill it if it has not gone within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def probe_httpfs(env: dict[str, str]) -> str | None:

@@ -36,8 +36,8 @@ from aiohttp import web
 from threadserver import ThreadedServer
 from yarl import URL
 
-Action = Literal["slowdown", "error", "reset", "cut", "delay", "call"]
-ACTIONS: frozenset[str] = frozenset(("slowdown", "error", "reset", "cut", "delay", "call"))
+Action = Literal["slowdown", "error", "reset", "cut", "delay", "call", "strip"]
+ACTIONS: frozenset[str] = frozenset(("slowdown", "error", "reset", "cut", "delay", "call", "strip"))
 
 # RFC 9110 section 7.6.1, plus Expect: the proxy answers 100-continue itself, and the header is
 # not part of SigV4's signed headers.
@@ -139,6 +139,7 @@ class Rule:
     cut_after: int = 0
     delay: float = 0.0
     fn: Callable[[RecordedRequest], object] | None = None
+    strip: tuple[str, ...] = ()  # action "strip": forwarded without these request headers
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -240,6 +241,7 @@ class FaultProxy(ThreadedServer):
         cut_after: int = 0,
         delay: float = 0.0,
         fn: Callable[[RecordedRequest], object] | None = None,
+        strip: tuple[str, ...] = (),
     ) -> Rule:
         """Add a fault; see ``Rule``. Returns it, so a test can read ``rule.fired``."""
         rule = Rule(
@@ -256,6 +258,7 @@ class FaultProxy(ThreadedServer):
             cut_after=cut_after,
             delay=delay,
             fn=fn,
+            strip=strip,
         )
         with self._lock:
             self._rules.append(rule)
@@ -330,6 +333,8 @@ class FaultProxy(ThreadedServer):
                 return self._abort(request)
             if rule.action == "cut":
                 return await self._forward(request, body, cut_after=rule.cut_after)
+            if rule.action == "strip":  # a store that ignores some headers
+                return await self._forward(request, body, strip=rule.strip)
             if rule.action == "delay":
                 await asyncio.sleep(rule.delay)
             elif rule.action == "call":
@@ -376,10 +381,16 @@ class FaultProxy(ThreadedServer):
         return web.Response(status=500)
 
     async def _forward(
-        self, request: web.Request, body: bytes, *, cut_after: int | None = None
+        self,
+        request: web.Request,
+        body: bytes,
+        *,
+        cut_after: int | None = None,
+        strip: tuple[str, ...] = (),
     ) -> web.StreamResponse:
         assert self._session is not None
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        drop = _HOP_BY_HOP | {h.lower() for h in strip}
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
         # encoded=True keeps the path and query byte-for-byte, as the client signed them.
         url = URL(self.upstream + request.raw_path, encoded=True)
         async with self._session.request(

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from faultproxy import FaultProxy
 from motoserver import MotoServer
 
 from dreambolt import Ingester, S3Options
@@ -258,7 +259,7 @@ def test_a_delta_table_is_not_a_root(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_bucket_is_a_fatal_error(moto: MotoServer) -> None:
-    with pytest.raises(SinkError, match="cannot reach the Delta root") as caught:
+    with pytest.raises(SinkError, match="cannot write to the Delta root") as caught:
         open_sink(
             "delta:s3://no-such-bucket-here/lake",
             s3=S3Options(endpoint_url=moto.endpoint_url),
@@ -295,3 +296,21 @@ async def test_abort_mode_stops_at_the_first_bad_file_of_a_group(tmp_path: Path)
     rows = pl.read_delta(str(tmp_path / "lake" / "t"))
     assert sorted({Path(u).name for u in rows["_source_uri"]}) == loaded
     assert rows.height == 3 * len(loaded)
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(
+    proxy: FaultProxy, moto: MotoServer, bucket: str, s3: Any
+) -> None:
+    from dreambolt.sinks import deltaprobe
+
+    proxy.add_rule("strip", method="PUT", strip=("If-None-Match",))
+    with pytest.raises(SinkError, match=r"ignores conditional writes \(If-None-Match\)") as caught:
+        open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=proxy.endpoint_url))
+    assert caught.value.fatal and caught.value.code == "NoConditionalWrites"
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert listed == []  # the probe cleaned up, and nothing was written
+    probes = [r for r in proxy.requests if deltaprobe.PROBE_FOLDER in r.path]
+    assert [r.method for r in probes] == ["PUT", "PUT", "DELETE"]
+    # moto itself honours the header: the same root opens
+    sink = open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=moto.endpoint_url))
+    assert sink.loaded("t") == {}

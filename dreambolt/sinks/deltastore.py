@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from dreambolt.errors import SinkError, register_secret
@@ -93,24 +93,27 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
     if not uri.startswith("s3://"):
         _check_local(db, uri)
         return DeltaRoot(db, uri)
+    from botocore.session import Session  # botocore comes with aiobotocore
+
+    from dreambolt.sinks.deltaprobe import probe
+
+    session = Session(profile=s3.profile if s3 else None)
     storage = storage_options(
+        session,
         endpoint_url=s3.endpoint_url if s3 else None,
         region=s3.region if s3 else None,
-        profile=s3.profile if s3 else None,
     )
+    probe(session, storage, uri, db)
     root = DeltaRoot(db, uri, storage)
     _check_s3(root)
     return root
 
 
 def storage_options(
-    *, endpoint_url: str | None, region: str | None, profile: str | None
+    session: Any, *, endpoint_url: str | None, region: str | None
 ) -> dict[str, str]:
-    """delta-rs's S3 settings from the S3 source's options (`S3Options`: endpoint, region,
-    profile) and the AWS credential chain."""
-    from botocore.session import Session  # botocore comes with aiobotocore
-
-    session = Session(profile=profile)
+    """delta-rs's S3 settings from the S3 source's options (`S3Options`: endpoint, region;
+    the profile is the botocore `session`'s) and the AWS credential chain."""
     try:
         creds = session.get_credentials()
     except Exception as exc:  # botocore raises its own types for a broken profile
