@@ -31,6 +31,11 @@ NOT_API = {
     "Locked": "SinkError code",
     "IOError": "SinkError code",
     "Array": "polars dtype",
+    "UInt8": "polars dtype",
+    "UInt16": "polars dtype",
+    "UInt32": "polars dtype",
+    "UInt64": "polars dtype",
+    "DeltaTable": "deltalake's table class (Lakehouse: reading the result)",
 }
 
 _SPAN = re.compile(r"`([^`\n]+)`")
@@ -59,7 +64,7 @@ def names_in(text: str) -> tuple[set[str], set[str]]:
     for block in _PYTHON_BLOCK.findall(text):
         for imported in _FROM_IMPORT.findall(block):
             names |= {n.strip() for n in imported.strip("()").split(",") if n.strip()}
-        names |= set(_CALLED.findall(block))
+        names |= {n for n in _CALLED.findall(block) if n not in NOT_API}
     for span in _SPAN.findall(text):
         found = _CAMEL.match(span)
         if found and found.group(1) not in NOT_API:

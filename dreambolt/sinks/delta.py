@@ -101,6 +101,7 @@ class DeltaSink:
         self.root = open_root(db, s3)
         self._tables = Tables(self.root)
         self._ledger = DeltaLedger(self._tables)
+        self._lagging: set[str] = set()  # tables whose ledger `loaded` found behind the data
 
     @property
     def name(self) -> str:
@@ -119,13 +120,28 @@ class DeltaSink:
     # --- reading state -------------------------------------------------------------------
 
     def loaded(self, table: str) -> dict[str, str | None]:
-        """uri -> etag of every file whose rows are in `table` now; first repairs the ledger
-        from the data table (a run killed between a data commit and its ledger commit)."""
-        return self._guard(
-            lambda: self._ledger.repair(table, lambda: self._lineage(table)),
+        """uri -> etag of every file whose rows are in `table` now (from the data table). A
+        ledger that lags the data (a run killed between a data commit and its ledger commit)
+        is repaired by this sink's first write to the table, not here: reading writes nothing.
+        """
+        found, lagging = self._guard(
+            lambda: self._ledger.repair(table, lambda: self._lineage(table), write=False),
             "the load ledger",
             fatal=True,
         )
+        if lagging:
+            self._lagging.add(table)
+        return found
+
+    def _repair(self, table: str) -> None:
+        """Repair the table's ledger if `loaded` found it lagging."""
+        if table in self._lagging:
+            self._guard(
+                lambda: self._ledger.repair(table, lambda: self._lineage(table)),
+                "the load ledger",
+                fatal=True,
+            )
+            self._lagging.discard(table)
 
     def _lineage(self, table: str) -> dict[str, tuple[str | None, int]]:
         """uri -> (etag, rows) of the data table's rows now."""
@@ -170,12 +186,14 @@ class DeltaSink:
     def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
         """Append ledger rows for files that were not loaded (one commit)."""
         if results:
+            self._repair(table)
             rows = ledger_rows(table, results, run_id=run_id, at=datetime.now(UTC), active=False)
             self._guard(lambda: self._ledger.append(rows), "the load ledger", fatal=True)
 
     # --- the commit ----------------------------------------------------------------------
 
     def _commit(self, batch: _Batch, stage: Stager) -> list[Written]:
+        self._repair(batch.table)
         now = datetime.now(UTC)
         holder: list[Staged] = []
         try:

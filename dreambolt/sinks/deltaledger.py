@@ -25,6 +25,7 @@ from dreambolt.sinks.ledgerrows import LEDGER, LEDGER_SCHEMA, ledger_rows
 __all__ = ["REPAIR_RUN", "DeltaLedger"]
 
 REPAIR_RUN = "repair"  # the run_id of ledger rows `repair` adds
+Lineage = Callable[[], dict[str, tuple[str | None, int]]]  # the data's uri -> (etag, rows)
 
 
 class DeltaLedger:
@@ -76,20 +77,21 @@ class DeltaLedger:
         )
 
     def repair(
-        self, table: str, lineage: Callable[[], dict[str, tuple[str | None, int]]]
-    ) -> dict[str, str | None]:
+        self, table: str, lineage: Lineage, *, write: bool = True
+    ) -> tuple[dict[str, str | None], bool]:
         """Bring the ledger in line with the data table, whose `lineage()` is uri -> (etag,
         rows): a load in the data but not active in the ledger gets an active row; an active
         row whose rows are not in the data is made inactive. The ledger is read first and the
         data after (so the data is as new as the ledger or newer), and the fix is written on
         that ledger snapshot: if another writer's ledger rows of those files landed meanwhile,
         it is decided again. Returns the data's lineage and the active loads of files without
-        rows (which only the ledger knows) as uri -> etag."""
-        return retry_conflicts(lambda: self._repair(table, lineage), what=LEDGER)
+        rows (which only the ledger knows) as uri -> etag, and whether the ledger needed a fix
+        (written only with `write`: a dry run or a listing writes nothing)."""
+        return retry_conflicts(lambda: self._repair(table, lineage, write), what=LEDGER)
 
     def _repair(
-        self, table: str, lineage: Callable[[], dict[str, tuple[str | None, int]]]
-    ) -> dict[str, str | None]:
+        self, table: str, lineage: Lineage, write: bool
+    ) -> tuple[dict[str, str | None], bool]:
         snapshot = self.tables.snapshot(LEDGER)
         live = {
             r["uri"]: (r["etag"], r["rows"] or 0)
@@ -102,7 +104,7 @@ class DeltaLedger:
             for u, (etag, rows) in live.items()
             if (u in present and present[u][0] != etag) or (u not in present and rows)
         ]
-        if missing or stale:
+        if (missing or stale) and write:
             found = [
                 FileResult(u, "loaded", rows=present[u][1], etag=present[u][0]) for u in missing
             ]
@@ -116,7 +118,7 @@ class DeltaLedger:
         for u, (etag, rows) in live.items():
             if u not in present and not rows:
                 loaded[u] = etag
-        return loaded
+        return loaded, bool(missing or stale)
 
     def _active(self, snapshot: DeltaTable | None, table: str) -> pl.DataFrame:
         """uri, etag, rows of the table's active ledger rows at this snapshot."""

@@ -8,6 +8,7 @@ the version the writing `DeltaTable` was loaded at.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("dreambolt.sink")
 COMMIT_TRIES = 60  # tries of a commit that other writers keep beating
 _FIRST_DELAY, _MAX_DELAY = 0.02, 1.0
 
@@ -128,6 +130,7 @@ def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:
                     f"{COMMIT_TRIES} times. Run fewer writers on one table at once",
                     code="CommitConflict",
                 ) from exc
+            log.info("%s: another writer committed first (%s); trying again", what, message(exc))
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay = min(delay * 2, _MAX_DELAY)
     raise AssertionError("unreachable")

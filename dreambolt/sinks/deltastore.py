@@ -86,8 +86,9 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
     """Check the root `db` names and return it with the storage options to reach it.
 
     A local root's parent folder must exist (a typo must not start a new lake) and the root
-    must be a folder (created if missing), not a file nor a Delta table itself. An S3 root's
-    bucket must be reachable. Fatal SinkError otherwise (exit 3).
+    must be a folder (made by the first write) or missing, not a file nor a Delta table. An
+    S3 root's bucket must be reachable and honour conditional writes (`deltaprobe`).
+    Fatal SinkError otherwise (exit 3).
     """
     uri = parse_root(db)
     if not uri.startswith("s3://"):
@@ -168,14 +169,8 @@ def _check_local(db: str, root: str) -> None:
         )
     if os.path.isdir(os.path.join(root, "_delta_log")):
         raise _is_a_table(db)
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as exc:
-        raise SinkError(
-            f"cannot create the Delta root {db!r}: {exc}; check the folder's permissions",
-            code="IOError",
-            fatal=True,
-        ) from exc
+    # The root folder itself is made by the first table written in it: a dry run or a
+    # listing leaves no trace.
 
 
 def _check_s3(root: DeltaRoot) -> None:
