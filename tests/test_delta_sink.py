@@ -84,6 +84,8 @@ async def test_ingest_writes_table_lineage_and_ledger_then_rerun_is_unchanged(
     assert ledger.filter(pl.col("active"))["rows"].to_list() == [10] * 5
     assert set(ledger["status"]) == {"loaded"}
     commits = lake.table("events").version()
+    config = lake.table("events").metadata().configuration
+    assert config["delta.setTransactionRetentionDuration"] == "interval 30 days"
 
     async with lake.ingester() as ing:
         again = await ing.ingest(str(tmp_path / "in"), table="events")

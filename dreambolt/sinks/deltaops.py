@@ -37,6 +37,10 @@ __all__ = [
 T = TypeVar("T")
 log = logging.getLogger("dreambolt.sink")
 COMMIT_TRIES = 60  # tries of a commit that other writers keep beating
+# Every batch adds an app-transaction marker, which every snapshot carries; readers that honour
+# this standard property forget markers older than 30 days, so the log state does not grow
+# without end. Safe: a marker only spares a look at the data, which decides what is loaded.
+TABLE_PROPERTIES = {"delta.setTransactionRetentionDuration": "interval 30 days"}
 _FIRST_DELAY, _MAX_DELAY = 0.02, 1.0
 
 
@@ -92,7 +96,11 @@ def create_empty(tables: Tables, name: str, schema: pa.Schema) -> NoReturn:
     columns = pa.schema([f for f in schema if not pa.types.is_null(f.type)])
     try:
         DeltaTable.create(
-            tables.uri(name), columns, mode="ignore", storage_options=tables.root.storage
+            tables.uri(name),
+            columns,
+            mode="ignore",
+            storage_options=tables.root.storage,
+            configuration=TABLE_PROPERTIES,
         )
     except Exception as exc:
         if not is_delta_error(exc) or tables.snapshot(name) is None:
