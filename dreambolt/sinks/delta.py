@@ -237,10 +237,11 @@ class DeltaSink:
         if snapshot is None:  # then decide again, on the new table's first snapshot
             create_empty(self._tables, batch.table, staged.reader(None, batch.table).schema)
         schema = arrow_schema(snapshot.schema())
+        rows = sum(staged.rows_by_uri.get(uri, 0) for uri in todo)
         if batch.rebuild:
             data = staged.reader(None, batch.table, set(todo))
-            self._overwrite_all(snapshot, data, staged.rows, props)
-        elif staged.rows:
+            self._overwrite_all(snapshot, data, rows, props)
+        elif rows:
             data = staged.reader(schema, batch.table, set(todo))
             write_deltalake(
                 snapshot,
