@@ -257,16 +257,17 @@ def test_a_root_that_cannot_be_used_is_a_fatal_error(tmp_path: Path, db: str, co
     assert not (tmp_path / "missing").exists()
 
 
-def test_a_delta_table_is_not_a_root(tmp_path: Path) -> None:
-    sink = open_sink(f"delta:{tmp_path}")
+def test_a_delta_table_is_not_a_root(lake: Lake) -> None:
+    sink = open_sink(lake.db, s3=lake.s3)
     sink.write_many("t", [FileWrite("s3://x/a", "1", 5, pl.DataFrame({"id": [1]}))], run_id="r")
+    inside = f"delta:{Path(lake.uri, 't').as_uri()}" if lake.storage is None else f"{lake.db}/t"
     with pytest.raises(SinkError, match="is a Delta table, not a root") as caught:
-        open_sink(f"delta:file://{tmp_path}/t")
+        open_sink(inside, s3=lake.s3)
     assert caught.value.fatal
 
 
 def test_an_unreachable_bucket_is_a_fatal_error(moto: MotoServer) -> None:
-    with pytest.raises(SinkError, match="cannot write to the Delta root") as caught:
+    with pytest.raises(SinkError, match=r"cannot reach the Delta root.*NoSuchBucket") as caught:
         open_sink(
             "delta:s3://no-such-bucket-here/lake",
             s3=S3Options(endpoint_url=moto.endpoint_url),
@@ -305,19 +306,23 @@ async def test_abort_mode_stops_at_the_first_bad_file_of_a_group(tmp_path: Path)
     assert rows.height == 3 * len(loaded)
 
 
-def test_a_store_that_ignores_conditional_writes_is_refused(
+def test_a_store_that_ignores_conditional_writes_is_refused_at_the_first_write(
     proxy: FaultProxy, moto: MotoServer, bucket: str, s3: Any
 ) -> None:
     from dreambolt.sinks import deltaprobe
 
     proxy.add_rule("strip", method="PUT", strip=("If-None-Match",))
+    sink = open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=proxy.endpoint_url))
+    assert sink.loaded("t") == {}  # reading needs no conditional writes
+    assert {r.method for r in proxy.requests} <= {"GET", "HEAD"}  # opening, reading: no write
+    files = [FileWrite("s3://src/a.csv", "e1", 10, pl.DataFrame({"id": [1]}))]
     with pytest.raises(SinkError, match=r"ignores conditional writes \(If-None-Match\)") as caught:
-        open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=proxy.endpoint_url))
+        sink.write_many("t", files, run_id="r1")
     assert caught.value.fatal and caught.value.code == "NoConditionalWrites"
     listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
     assert listed == []  # the probe cleaned up, and nothing was written
     probes = [r for r in proxy.requests if deltaprobe.PROBE_FOLDER in r.path]
     assert [r.method for r in probes] == ["PUT", "PUT", "DELETE"]
-    # moto itself honours the header: the same root opens
+    # moto itself honours the header: the same root is written
     sink = open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=moto.endpoint_url))
-    assert sink.loaded("t") == {}
+    assert [w.rows for w in sink.write_many("t", files, run_id="r1")] == [1]

@@ -186,6 +186,7 @@ class DeltaSink:
     def record(self, table: str, results: Sequence[FileResult], *, run_id: str) -> None:
         """Append ledger rows for files that were not loaded (one commit)."""
         if results:
+            self._tables.check_writable()
             self._repair(table)
             rows = ledger_rows(table, results, run_id=run_id, at=datetime.now(UTC), active=False)
             self._guard(lambda: self._ledger.append(rows), "the load ledger", fatal=True)
@@ -193,6 +194,7 @@ class DeltaSink:
     # --- the commit ----------------------------------------------------------------------
 
     def _commit(self, batch: _Batch, stage: Stager) -> list[Written]:
+        self._tables.check_writable()
         self._repair(batch.table)
         now = datetime.now(UTC)
         holder: list[Staged] = []

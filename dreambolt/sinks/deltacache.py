@@ -59,6 +59,7 @@ class DeltaEmbeddingCache:
         """Store vectors by hash (one commit)."""
         if not vectors:
             return
+        self.tables.check_writable()
         keys = list(vectors)
         rows = pl.DataFrame(
             {

@@ -72,6 +72,10 @@ class Tables:
         self._open[uri] = table
         return table
 
+    def check_writable(self) -> None:
+        """Before a write (see `DeltaRoot.check_writable`)."""
+        self.root.check_writable()
+
     def forget(self, name: str) -> None:
         self._open.pop(self.root.table_uri(name), None)
 

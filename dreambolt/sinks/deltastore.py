@@ -16,6 +16,7 @@ at once (see the README's Lakehouse section).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,10 +40,17 @@ class DeltaRoot:
     db: str  # as the user wrote it (for messages)
     uri: str
     storage: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    probe: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def local(self) -> bool:
         return not self.uri.startswith("s3://")
+
+    def check_writable(self) -> None:
+        """Before a write: refuse (fatal SinkError) an S3 store that ignores conditional
+        writes (`deltaprobe.probe`, once per process)."""
+        if self.probe is not None:
+            self.probe()
 
     def table_uri(self, table: str) -> str:
         """Where table `table` lives."""
@@ -87,7 +95,8 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
 
     A local root's parent folder must exist (a typo must not start a new lake) and the root
     must be a folder (made by the first write) or missing, not a file nor a Delta table. An
-    S3 root's bucket must be reachable and honour conditional writes (`deltaprobe`).
+    S3 root's bucket must be reachable (`deltaprobe.reach`); that the store honours
+    conditional writes is checked before the first write (`DeltaRoot.check_writable`).
     Fatal SinkError otherwise (exit 3).
     """
     uri = parse_root(db)
@@ -96,7 +105,7 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
         return DeltaRoot(db, uri)
     from botocore.session import Session  # botocore comes with aiobotocore
 
-    from dreambolt.sinks.deltaprobe import probe
+    from dreambolt.sinks.deltaprobe import probe, reach
 
     session = Session(profile=s3.profile if s3 else None)
     storage = storage_options(
@@ -104,10 +113,9 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
         endpoint_url=s3.endpoint_url if s3 else None,
         region=s3.region if s3 else None,
     )
-    probe(session, storage, uri, db)
-    root = DeltaRoot(db, uri, storage)
-    _check_s3(root)
-    return root
+    if reach(session, storage, uri, db):
+        raise _is_a_table(db)
+    return DeltaRoot(db, uri, storage, lambda: probe(session, storage, uri, db))
 
 
 def storage_options(
@@ -173,22 +181,6 @@ def _check_local(db: str, root: str) -> None:
     # listing leaves no trace.
 
 
-def _check_s3(root: DeltaRoot) -> None:
-    from deltalake import DeltaTable
-
-    try:
-        is_table = DeltaTable.is_deltatable(root.uri, storage_options=root.storage)
-    except OSError as exc:
-        raise SinkError(
-            f"cannot reach the Delta root {root.db!r}: {_first_line(exc)}; check that the bucket "
-            "exists, the credentials may list and write it, and --endpoint-url/--region",
-            code="Unreachable",
-            fatal=True,
-        ) from exc
-    if is_table:
-        raise _is_a_table(root.db)
-
-
 def _is_a_table(db: str) -> SinkError:
     return SinkError(
         f"{db!r} is a Delta table, not a root: --db delta:ROOT names the folder that holds "
@@ -203,9 +195,3 @@ def _invalid(db: str, why: str) -> SinkError:
     return SinkError(
         f"invalid Delta destination {db!r}: {why}; {_EXAMPLE}", code="InvalidPath", fatal=True
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    """delta-rs's message without its colored cause chain and backtrace lines."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
