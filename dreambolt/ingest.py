@@ -26,6 +26,7 @@ from dreambolt.errors import InvalidS3UriError
 from dreambolt.fetch import ByteBudget, Fetched, fetch
 from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
 from dreambolt.load import checked_columns, load_frame, plan_files
+from dreambolt.outcome import is_fatal, status_of
 from dreambolt.pipeline import Pipeline
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
 from dreambolt.s3.client import S3Client
@@ -34,12 +35,7 @@ from dreambolt.sinks import Sink, open_sink
 from dreambolt.sinks.names import validate_table_name
 from dreambolt.sources import Source, default_table_name, expand
 from dreambolt.spool import open_spool
-from dreambolt.write import (
-    Run,
-    Writer,
-    is_fatal,
-    status_of,
-)
+from dreambolt.write import Run, Writer
 
 __all__ = ["Ingester"]
 

@@ -26,10 +26,11 @@ from dreambolt.embed import EmbedStage
 from dreambolt.fetch import ByteBudget, Failed, Fetched
 from dreambolt.formats.project import projected
 from dreambolt.formats.read import ParseLimits, read_bytes
+from dreambolt.outcome import file_error, is_contained, status_of
 from dreambolt.report import ErrorInfo, FileResult
 from dreambolt.sources import Source
 from dreambolt.spool import open_spool
-from dreambolt.write import GROUP_FILES, Run, file_error, is_contained, parse_deferred, status_of
+from dreambolt.write import GROUP_FILES, Run, parse_deferred
 
 __all__ = [
     "GROUPED_MAX",

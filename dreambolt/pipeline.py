@@ -15,17 +15,10 @@ from typing import Literal, Protocol
 from dreambolt.batching import Batches, discard, drain
 from dreambolt.fetch import Failed, Fetched
 from dreambolt.formats.read import ParseLimits
+from dreambolt.outcome import file_error, is_fatal, is_interruption
 from dreambolt.report import Listener
 from dreambolt.sources import Source
-from dreambolt.write import (
-    GROUP_FILES,
-    Run,
-    Writer,
-    file_error,
-    is_fatal,
-    is_interruption,
-    parse_deferred,
-)
+from dreambolt.write import GROUP_FILES, Run, Writer, parse_deferred
 
 __all__ = ["Pipeline"]
 

@@ -5,15 +5,12 @@ commit with its ledger row); big ones, and any file of a group that failed, go o
 Files that were not loaded get ledger rows too, in bulk. The writer talks to the destination
 through the `Sink` protocol only (`dreambolt.sinks.base`): it does not know which one it is.
 
-Each file's outcome is logged once on `dreambolt.ingest`, as it enters the report: loaded and
-unchanged files at INFO, skipped and failed ones at WARNING (with the error's type and message).
+Each file's outcome is logged once (`outcome.log_outcome`), as it enters the report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import logging
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -23,114 +20,22 @@ from typing import Any, TypeVar
 import polars as pl
 
 from dreambolt.embed import EmbedStage
-from dreambolt.errors import (
-    DreamBoltError,
-    EmbeddingAuthError,
-    FormatError,
-    S3AuthError,
-    S3NotFoundError,
-    SinkError,
-    redact,
-)
+from dreambolt.errors import FormatError, SinkError
 from dreambolt.fetch import ByteBudget, Failed, Fetched
 from dreambolt.formats.many import read_many
 from dreambolt.formats.project import projected
 from dreambolt.formats.read import DEFAULT_LIMITS, FileFormat, ParseLimits, read_bytes
+from dreambolt.outcome import file_error, is_contained, log_outcome, status_of
 from dreambolt.prefetch import Prefetch
 from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, Status
 from dreambolt.sinks.base import FileWrite, Sink, Written
 from dreambolt.sources import Source
 
-__all__ = [
-    "GROUP_FILES",
-    "Run",
-    "Writer",
-    "file_error",
-    "is_contained",
-    "is_fatal",
-    "is_interruption",
-    "log_outcome",
-    "parse_deferred",
-    "status_of",
-]
+__all__ = ["GROUP_FILES", "Run", "Writer", "parse_deferred"]
 
-log = logging.getLogger("dreambolt.ingest")
 T = TypeVar("T")
 GROUP_FILES = 1024  # small files written per transaction at most
 DbRunner = Callable[..., Awaitable[Any]]
-
-
-# Skipped with a warning: the object cannot be read as it is. Anything else is "failed".
-_SKIPPED = (
-    S3AuthError,
-    S3NotFoundError,
-    FormatError,
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-)
-# These end the run, never one file: an interruption, or the interpreter going away.
-_ESCAPES = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
-# A full disk fails every later file alike (the spool or the database is on it).
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-
-
-def status_of(exc: BaseException) -> Status:
-    """`skipped` for files that cannot be read as they are, else `failed`."""
-    return "skipped" if isinstance(exc, _SKIPPED) else "failed"
-
-
-def is_fatal(exc: BaseException) -> bool:
-    """Errors that would fail every file alike: stop the run instead of failing each one."""
-    if isinstance(exc, S3AuthError):
-        return exc.code == "NoCredentials"
-    if isinstance(exc, SinkError):
-        return exc.fatal
-    if isinstance(exc, OSError):
-        return exc.errno in _DISK_FULL
-    return isinstance(exc, EmbeddingAuthError)
-
-
-def is_interruption(exc: BaseException) -> bool:
-    """Whether `exc` is the run being stopped (cancelled, Ctrl-C, exit), not a failure."""
-    return isinstance(exc, _ESCAPES)
-
-
-def is_contained(exc: BaseException) -> bool:
-    """Whether `exc` ends one file only (anything a file's bytes can provoke, panics of the
-    Rust parsers included), rather than the run."""
-    return not is_interruption(exc) and not is_fatal(exc)
-
-
-def file_error(exc: BaseException, uri: str, stage: str) -> Exception:
-    """The error to report for one file: DreamBolt's and OS errors as they are, anything else
-    (a pyarrow or polars error, a parser panic) described with the file's name. (The sink
-    describes its own errors, and the readers theirs: `formats.parse_errors.translated`.)"""
-    if isinstance(exc, DreamBoltError | OSError):
-        return exc
-    kind = FormatError if stage == "read" else SinkError
-    what = " ".join(str(exc).split())[:500] or "no message"
-    return kind(f"{uri}: could not be {stage}: {type(exc).__name__}: {what}")
-
-
-def log_outcome(result: FileResult) -> None:
-    """Log a file's outcome on `dreambolt.ingest`: INFO when it is in the table (loaded or
-    unchanged), WARNING with the error when it is not (skipped or failed)."""
-    took = f"{result.bytes} bytes, {result.seconds:.3f}s"
-    if result.error is None:
-        log.info("%s %s: %d rows, %s", result.status, redact(result.uri), result.rows, took)
-        return
-    code = f" [{result.error.code}]" if result.error.code else ""
-    log.warning(
-        "%s %s: %s%s: %s (%s)",
-        result.status,
-        redact(result.uri),
-        result.error.type,
-        code,
-        redact(result.error.message),
-        took,
-    )
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dreambolt import Ingester
+from dreambolt.outcome import log_outcome
 from dreambolt.report import ErrorInfo, FileResult
-from dreambolt.write import log_outcome
 
 
 def outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
