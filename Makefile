@@ -16,9 +16,9 @@ $(VENV)/.dev: pyproject.toml requirements.lock | $(BIN)/python
 	touch $@
 
 # local: the offline embedding model (CPU torch, pinned), which the tests exercise too;
-# delta: the Delta Lake destination (deltalake), tested too.
+# delta: the Delta Lake destination (deltalake); cluster: Dask (distributed); both tested too.
 $(VENV)/.test: $(VENV)/.dev
-	$(PIP) -e '.[dev,local,delta]'
+	$(PIP) -e '.[dev,local,delta,cluster]'
 	touch $@
 
 # The real-world corpus's npm package (tests/corpus/collect.py NPM_SOURCES): CSV edge cases,
@@ -55,7 +55,7 @@ demo: $(VENV)/.dev
 	$(BIN)/dreambolt demo
 
 bench: $(VENV)/.test
-	$(PIP) -e '.[dev,local,delta,bench]'
+	$(PIP) -e '.[dev,local,delta,cluster,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_embed.py  # S5: 20,000 texts against the fake OpenAI server
 	$(BIN)/python scripts/bench_delta.py $(BENCH_DELTA_ARGS)  # Delta vs DuckDB: commits, time per commit

@@ -21,20 +21,22 @@ from typing import Any, Literal, TypeVar
 
 import polars as pl
 
+from dreambolt.cluster.check import check_executor
+from dreambolt.cluster.driver import distribute
 from dreambolt.embed import AsyncCache, Embedder, EmbedStage, MemoryCache, make_embedder
 from dreambolt.errors import InvalidS3UriError
 from dreambolt.fetch import ByteBudget, Fetched, fetch
 from dreambolt.formats.read import DEFAULT_LIMITS, NO_OPTIONS, CsvOptions, ParseLimits
 from dreambolt.load import checked_columns, load_frame, plan_files
-from dreambolt.outcome import is_fatal, status_of
 from dreambolt.pipeline import Pipeline
-from dreambolt.report import ErrorInfo, FileResult, IngestReport, Listener, SilentListener
+from dreambolt.report import IngestReport, Listener, SilentListener
 from dreambolt.s3.client import S3Client
 from dreambolt.s3.options import S3Options
 from dreambolt.sinks import Sink, open_sink
 from dreambolt.sinks.names import validate_table_name
 from dreambolt.sources import Source, default_table_name, expand
 from dreambolt.spool import open_spool
+from dreambolt.triage import expanded, triage
 from dreambolt.write import Run, Writer
 
 __all__ = ["Ingester"]
@@ -79,6 +81,7 @@ class Ingester:
         max_columns: int = DEFAULT_LIMITS.max_columns,
         csv: CsvOptions = NO_OPTIONS,
         sink: Sink | None = None,
+        executor: Any | None = None,
     ) -> None:
         """Raises EmbeddingAuthError at once when `embed` names an API model and no key is set,
         and ValueError for an unknown model name or an invalid limit: before anything is
@@ -86,7 +89,10 @@ class Ingester:
         `max_columns` columns fails alone, with a message saying which limit it passed.
         `s3` sets how the Ingester's own S3 client reaches S3 (ignored when `client` is given).
         `csv` overrides what is detected of CSV/TSV files (delimiter, header, lines to skip)
-        and gives the encoding of text files."""
+        and gives the encoding of text files.
+        `executor` (a Dask `distributed.Client` or any `concurrent.futures.Executor`) spreads
+        `ingest` over its workers in batches (`dreambolt.cluster`); it needs a Delta `db` and
+        an `embed` given by name (ValueError otherwise)."""
         if on_error not in ("skip", "abort"):
             raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
         self.limits = ParseLimits(max_record_bytes=max_line_bytes, max_columns=max_columns)
@@ -95,6 +101,7 @@ class Ingester:
             make_embedder(embed, base_url=embed_base_url) if isinstance(embed, str) else embed
         )
         self._own_embedder = isinstance(embed, str)
+        self.embed_name = embed if isinstance(embed, str) else None
         self.embed_column = embed_column
         self.db = sink.name if sink is not None else str(db)
         self.on_error = on_error
@@ -114,6 +121,9 @@ class Ingester:
         self._own_sink = sink is None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="dreambolt-db")
         self._memory_cache = MemoryCache()
+        self.executor = executor
+        if executor is not None:
+            check_executor(self, executor, embed)
 
     async def __aenter__(self) -> Ingester:
         return self
@@ -281,81 +291,80 @@ class Ingester:
             table=table, db=self.db, started_at=datetime.now(UTC), dry_run=dry_run
         )
         self.last_report = report
-        sink, sources, failures = await self._expand(inputs, include, exclude)
-        run = Run(
-            table,
-            uuid.uuid4().hex,
-            report,
-            Path(),
-            ByteBudget(self.memory_budget),
-            limits=self.limits,
-        )
+        opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
+        sink, sources, failures = await expanded(opening, inputs, self._s3, include, exclude)
+        budget = ByteBudget(self.memory_budget)
+        run = Run(table, uuid.uuid4().hex, report, Path(), budget, limits=self.limits)
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         writer = Writer(sink, self._db, self.listener)
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
-        todo = await self._triage(run, writer, sources, failures, loaded, dry_run)
+        todo = await triage(run, writer, sources, failures, loaded, dry_run, self.on_error)
+        await self._embedding(run, sink)
+        try:
+            if self.executor is not None and todo and not dry_run:
+                await distribute(self, run, writer, todo, format=format, columns=wanted)
+            else:
+                fetch_one = partial(self._fetch, declared=format or self.format, columns=wanted)
+                await self._execute(run, writer, todo, loaded, fetch_one)
+        finally:
+            report.seconds = time.monotonic() - started
+        return report
+
+    async def _embedding(self, run: Run, sink: Sink) -> None:
         if self.embedder is not None:
             cache = await self._db(sink.embedding_cache)
             run.embed = EmbedStage(
                 self.embedder, AsyncCache(cache, run=self._db), self.embed_column
             )
-        try:
-            fetch_one = partial(self._fetch, declared=format or self.format, columns=wanted)
-            await self._execute(run, writer, todo, loaded, fetch_one)
-        finally:
-            report.seconds = time.monotonic() - started
+
+    async def ingest_batch(
+        self,
+        sources: Sequence[Source],
+        *,
+        table: str,
+        run_id: str,
+        rebuild: bool = False,
+        format: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> IngestReport:
+        """Load `sources` (listed already, not loaded yet) into `table` as one batch: the
+        small files in one transaction. A cluster task's work (`dreambolt.cluster.task`)."""
+        report = IngestReport(table=table, db=self.db, started_at=datetime.now(UTC))
+        sink = await self.sink()
+        budget = ByteBudget(self.memory_budget)
+        run = Run(table, run_id, report, Path(), budget, rebuild=rebuild, limits=self.limits)
+        await self._embedding(run, sink)
+        writer = Writer(sink, self._db, self.listener)
+        await self.write_together(run, writer, sources, format=format, columns=columns)
         return report
 
-    async def _expand(
-        self, inputs: list[str], include: Sequence[str], exclude: Sequence[str]
-    ) -> tuple[Sink, list[Source], list[tuple[str, Exception]]]:
-        """Open the sink while the inputs are expanded; the sources (never the destination's
-        own files) and the inputs that failed. Raises the first failure that is fatal."""
-        opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
-        try:
-            sources, failures = await expand(inputs, self._s3, include=include, exclude=exclude)
-        finally:
-            sink = await opening  # an unusable database is reported first, as before
-        sources = [s for s in sources if not sink.owns(s.uri)]  # never ingest the database
-        for _, exc in failures:
-            if is_fatal(exc):
-                raise exc
-        return sink, sources, failures
-
-    async def _triage(
+    async def write_together(
         self,
         run: Run,
         writer: Writer,
-        sources: list[Source],
-        failures: list[tuple[str, Exception]],
-        loaded: dict[str, str | None],
-        dry_run: bool,
-    ) -> list[Source]:
-        """Settle the files loaded already and the inputs that failed; the files to load."""
-        todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
-        pending = {s.uri for s in todo}
-        table = run.table
-        await writer.settle(
-            run,
-            [
-                *(
-                    FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
-                    for src in sources
-                    if src.uri not in pending
-                ),
-                *(
-                    FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
-                    for shown, exc in failures
-                ),
-            ],
-            dry_run,
+        sources: Sequence[Source],
+        *,
+        format: str | None,
+        columns: Sequence[str] | None,
+    ) -> None:
+        """Fetch `sources` into `run`, then write them as one batch (`Pipeline.run_together`)."""
+        fetch_one = partial(self._fetch, declared=format or self.format, columns=columns)
+        spool = open_spool()
+        run.spool = spool.path
+        try:
+            await self._pipeline(fetch_one).run_together(run, writer, list(sources))
+        finally:
+            spool.close()
+
+    def _pipeline(self, fetch_one: FetchOne) -> Pipeline:
+        return Pipeline(
+            fetch=fetch_one,
+            listener=self.listener,
+            files_in_flight=self.files_in_flight,
+            spool_threshold=self.spool_threshold,
+            on_error=self.on_error,
+            limits=self.limits,
         )
-        if failures and self.on_error == "abort" and not dry_run:
-            # An input that could not be expanded is the first failure: nothing more is fetched.
-            run.report.aborted = True
-            writer.not_attempted(run, todo)
-            return []
-        return todo
 
     async def _execute(
         self,
@@ -374,15 +383,7 @@ class Ingester:
                 await plan_files(run, todo, loaded, lambda src: fetch_one(src, run.spool))
             elif todo:
                 self.listener.planned(len(todo), sum(s.size for s in todo))
-                pipeline = Pipeline(
-                    fetch=fetch_one,
-                    listener=self.listener,
-                    files_in_flight=self.files_in_flight,
-                    spool_threshold=self.spool_threshold,
-                    on_error=self.on_error,
-                    limits=self.limits,
-                )
-                await pipeline.run(run, writer, todo)
+                await self._pipeline(fetch_one).run(run, writer, todo)
         except asyncio.CancelledError:
             report.interrupted = True  # the report holds every file that committed
             raise

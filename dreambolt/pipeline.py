@@ -93,7 +93,39 @@ class Pipeline:
         if run.report.aborted:
             writer.not_attempted(run, [src for src in todo if src.uri not in done])
 
-    async def _write_all(self, run: Run, writer: Writer, batches: Batches, done: set[str]) -> None:
+    async def run_together(self, run: Run, writer: Writer, todo: list[Source]) -> None:
+        """Load the files `todo` as one batch (at most `GROUP_FILES`, within the run's byte
+        budget): all fetched first, then written as `Writer.write_batch` writes a group (the
+        small files in one transaction). A cluster task's batch (`dreambolt.cluster`)."""
+        if len(todo) > GROUP_FILES:
+            raise ValueError(f"a batch holds at most {GROUP_FILES} files, got {len(todo)}")
+        pending = iter(todo)
+
+        async def work() -> None:
+            for src in pending:
+                await self._produce(run, src)
+
+        producers = [
+            asyncio.create_task(work()) for _ in range(min(self.files_in_flight, len(todo)))
+        ]
+        try:
+            await asyncio.gather(*producers)  # errors of a file are its item: only interruptions
+        except BaseException:
+            for task in producers:
+                task.cancel()
+            await asyncio.gather(*producers, return_exceptions=True)
+            discard(drain(run.queue))
+            raise
+        order = {src.uri: k for k, src in enumerate(todo)}
+        batch = sorted(drain(run.queue), key=lambda item: order[item.source.uri])
+        await self._write_all(run, writer, _One(batch), set())
+        if run.report.aborted:
+            written = {r.uri for r in run.report.files}
+            writer.not_attempted(run, [src for src in todo if src.uri not in written])
+
+    async def _write_all(
+        self, run: Run, writer: Writer, batches: Batches | _One, done: set[str]
+    ) -> None:
         """Write the groups as they come, until every file is written or the run aborts; the
         files written (or settled) are added to `done`."""
         while batches.left:
@@ -113,3 +145,15 @@ class Pipeline:
                     run.report.aborted = True
             if run.report.aborted:
                 return
+
+
+class _One:
+    """A single group, taken as `Batches` are."""
+
+    def __init__(self, batch: list[Fetched | Failed]) -> None:
+        self._batch = batch
+        self.left = len(batch)
+
+    async def next(self) -> list[Fetched | Failed]:
+        self.left = 0
+        return self._batch

@@ -125,6 +125,12 @@ class Writer:
         if notify:
             self.listener.finished(result)
 
+    def finished(self, run: Run, results: Sequence[FileResult]) -> None:
+        """Results of files another process wrote and recorded (a cluster task): into the
+        report and the log, and to the listener."""
+        for result in results:
+            self._finish(run, result)
+
     async def settle(self, run: Run, results: list[FileResult], dry_run: bool = False) -> None:
         """Record files that were not loaded in the ledger and the report; tell the listener."""
         for result in results:

@@ -23,6 +23,7 @@ from dreambolt.cli.base import (
     fail,
     run,
 )
+from dreambolt.cli.cluster import check_cluster_options, cluster_options, executor_for
 from dreambolt.cli.options import SizeType, client_options, csv_options, read_inputs, s3_options
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ _OPTIONS: list[_Decorator] = [
         help="OpenAI-compatible API base URL (else OPENAI_BASE_URL).",
     ),
     s3_options,
+    cluster_options,
     click.option(
         "--on-error",
         type=click.Choice(["skip", "abort"]),
@@ -184,16 +186,18 @@ def _with_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("uris", nargs=-1)
 @_with_options
 def ingest(uris: tuple[str, ...], **params: Any) -> None:
-    """Load URI… (objects, prefixes, globs, local paths) into a DuckDB table."""
+    """Load URI… (objects, prefixes, globs, local paths) into a DuckDB or Delta table."""
     err, out = consoles()
     inputs = _checked_inputs(err, uris, params)
+    check_cluster_options(err, params)
     from dreambolt.progress import RichListener
 
     listener = RichListener(
         err, quiet=params["quiet"] or (params["as_json"] and not err.is_terminal)
     )
-    ingester = _make_ingester(err, params, listener)
-    report = _ingest(err, out, ingester, listener, inputs, params)
+    with executor_for(err, params) as executor:
+        ingester = _make_ingester(err, params, listener, executor)
+        report = _ingest(err, out, ingester, listener, inputs, params)
     _show(err, out, report, params)
     if report.aborted:
         sys.exit(EXIT_ABORTED)
@@ -221,7 +225,9 @@ def _checked_inputs(err: Console, uris: tuple[str, ...], params: dict[str, Any])
     return inputs
 
 
-def _make_ingester(err: Console, params: dict[str, Any], listener: RichListener) -> Ingester:
+def _make_ingester(
+    err: Console, params: dict[str, Any], listener: RichListener, executor: Any
+) -> Ingester:
     """The Ingester the options describe; exit 2 for a bad option, 3 for a missing API key."""
     from dreambolt.errors import DreamBoltError
     from dreambolt.ingest import Ingester
@@ -240,6 +246,7 @@ def _make_ingester(err: Console, params: dict[str, Any], listener: RichListener)
             max_line_bytes=params["max_line_size"],
             max_columns=params["max_columns"],
             csv=csv_options(params),
+            executor=executor,
         )
     except ValueError as exc:  # an unknown embedding model, a bad CSV option
         fail(err, str(exc), EXIT_USAGE)

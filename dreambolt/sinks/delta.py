@@ -153,6 +153,15 @@ class DeltaSink:
         ).to_pylist()
         return {r["_source_uri"]: (r["_source_etag"], r["n"]) for r in counts}
 
+    def batch_committed(self, table: str, files: Sequence[tuple[str, str | None]]) -> bool:
+        """Whether a batch of exactly these (uri, etag) pairs committed in the table's
+        current epoch (a cluster task retried or submitted twice)."""
+        snapshot = self._guard(lambda: self._tables.snapshot(table), f"table {table!r}")
+        if snapshot is None:
+            return False
+        epoch = snapshot.transaction_version(EPOCH_APP) or 0
+        return _Batch(table, [(u, e, 0) for u, e in files], "", False).committed(snapshot, epoch)
+
     # --- writing -------------------------------------------------------------------------
 
     def write_file(

@@ -1,0 +1,73 @@
+"""Before an ingest fetches anything: what the inputs name, which files are loaded already, and
+which inputs failed."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Literal
+
+from dreambolt.outcome import is_fatal, status_of
+from dreambolt.report import ErrorInfo, FileResult
+from dreambolt.sinks import Sink
+from dreambolt.sources import Source, expand
+from dreambolt.sources.inputs import ClientFactory
+from dreambolt.write import Run, Writer
+
+__all__ = ["expanded", "triage"]
+
+
+async def expanded(
+    opening: Awaitable[Sink],
+    inputs: list[str],
+    client: ClientFactory,
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> tuple[Sink, list[Source], list[tuple[str, Exception]]]:
+    """The sink `opening` opens, while the inputs are expanded; the sources (never the
+    destination's own files) and the inputs that failed. Raises the first failure that is
+    fatal."""
+    try:
+        sources, failures = await expand(inputs, client, include=include, exclude=exclude)
+    finally:
+        sink = await opening  # an unusable database is reported first
+    sources = [s for s in sources if not sink.owns(s.uri)]  # never ingest the database
+    for _, exc in failures:
+        if is_fatal(exc):
+            raise exc
+    return sink, sources, failures
+
+
+async def triage(
+    run: Run,
+    writer: Writer,
+    sources: list[Source],
+    failures: list[tuple[str, Exception]],
+    loaded: dict[str, str | None],
+    dry_run: bool,
+    on_error: Literal["skip", "abort"],
+) -> list[Source]:
+    """Settle the files loaded already and the inputs that failed; the files to load."""
+    todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
+    pending = {s.uri for s in todo}
+    table = run.table
+    await writer.settle(
+        run,
+        [
+            *(
+                FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
+                for src in sources
+                if src.uri not in pending
+            ),
+            *(
+                FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
+                for shown, exc in failures
+            ),
+        ],
+        dry_run,
+    )
+    if failures and on_error == "abort" and not dry_run:
+        # An input that could not be expanded is the first failure: nothing more is fetched.
+        run.report.aborted = True
+        writer.not_attempted(run, todo)
+        return []
+    return todo
