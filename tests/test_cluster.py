@@ -196,9 +196,8 @@ async def test_the_same_batch_submitted_twice_loads_once(
     ]
     assert_every_row_once(lake, 6)
     version = lake.table().version()
-    assert statuses(await asyncio.to_thread(run_batch, task)) == {
-        "unchanged": 6
-    }  # found by its marker: no commit
+    again = await asyncio.to_thread(run_batch, task)  # found by its marker: no commit
+    assert statuses(again) == {"unchanged": 6}
     assert lake.table().version() == version
 
 
@@ -338,3 +337,26 @@ def test_cli_unreachable_scheduler_is_exit_3(tmp_path: Path) -> None:
         f"tcp://127.0.0.1:{port}",
     )
     assert done.returncode == 3 and "cannot reach the Dask scheduler" in done.stderr, done.stderr
+
+
+async def test_abort_stops_at_the_first_bad_file_and_submits_no_more(
+    cluster: Client, moto: MotoServer, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dreambolt.cluster.driver as driver
+
+    monkeypatch.setattr(driver, "IN_FLIGHT", 1)  # one batch at a time: the order is known
+    put_csvs(s3, bucket, 30)
+    s3.put_object(Bucket=bucket, Key="src/008.csv", Body=b"id,v\n1,2,3,4\n\x00\xff")
+    lake = Lake(moto, bucket)
+    with get_task_stream(cluster) as stream:
+        async with lake.ingester(cluster, on_error="abort") as ing:
+            report = await ing.ingest(f"s3://{bucket}/src/", table="t")
+    assert report.aborted and len(report.files) == 30
+    by_name = {r.uri.rsplit("/", 1)[1]: r for r in report.files}
+    assert by_name["008.csv"].status == "skipped"
+    loaded = sorted(n for n, r in by_name.items() if r.status == "loaded")
+    assert loaded == [f"{i:03}.csv" for i in range(8)]  # batch 1, and batch 2 up to 008
+    rest = [r for n, r in by_name.items() if n > "008.csv"]
+    assert all(r.error and r.error.type == "Aborted" for r in rest)
+    assert len(stream.data) == 2  # batches 3 to 5 were never submitted
+    assert sorted(lake.frame()["_source_uri"].unique().str.split("/").list.last()) == loaded

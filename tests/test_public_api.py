@@ -36,6 +36,8 @@ NOT_API = {
     "UInt32": "polars dtype",
     "UInt64": "polars dtype",
     "DeltaTable": "deltalake's table class (Lakehouse: reading the result)",
+    "Client": "Dask distributed's client (README: Scale-out)",
+    "ProcessPoolExecutor": "concurrent.futures",
 }
 
 _SPAN = re.compile(r"`([^`\n]+)`")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["TASK_RETRIES", "distribute", "task_settings"]
 
 TASK_RETRIES = 2  # more tries of a task that raised (Dask; a plain executor tries once)
+IN_FLIGHT = 256  # tasks submitted and not settled at most: the scheduler holds no more
 Submit = Callable[[BatchTask], Any]  # returns a concurrent.futures or a Dask Future
 
 
@@ -94,23 +96,28 @@ def task_settings(ingester: Ingester) -> dict[str, Any]:
 
 
 async def _gather(run: Run, writer: Writer, ingester: Ingester, tasks: list[BatchTask]) -> None:
-    """Submit every task and settle each as it finishes; on a fatal error, an abort or an
-    interruption, the tasks not started yet are cancelled."""
+    """Submit the tasks, `IN_FLIGHT` at a time, and settle each as it finishes. On an abort
+    the rest is not submitted (and reported not attempted); on a fatal error or an
+    interruption the tasks submitted are cancelled."""
     submit = _submitter(ingester.executor)
     loop = asyncio.get_running_loop()
     waiting: dict[asyncio.Future[None], tuple[Any, BatchTask]] = {}
+    queued = iter(tasks)
     try:
-        for task in tasks:
-            future = submit(task)
-            waiting[_when_done(future, loop)] = (future, task)
-        while waiting:
+        while True:
+            for task in itertools.islice(queued, max(0, IN_FLIGHT - len(waiting))):
+                future = submit(task)
+                waiting[_when_done(future, loop)] = (future, task)
+            if not waiting:
+                return
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for signal in done:
                 future, task = waiting.pop(signal)
                 await _settle(run, writer, ingester, future, task)
-                if run.report.aborted:
-                    for other, _task in waiting.values():
-                        other.cancel()
+            if run.report.aborted:
+                for other, _task in waiting.values():
+                    other.cancel()
+                writer.not_attempted(run, [src for task in queued for src in task.sources])
     finally:
         for future, _task in waiting.values():
             future.cancel()
