@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dreambolt.s3.calls import S3Calls
-from dreambolt.s3.metadata import head_object, list_objects
+from dreambolt.s3.listing import list_objects
+from dreambolt.s3.metadata import head_object
 from dreambolt.s3.objects import ObjectInfo, Progress, as_uri
 from dreambolt.s3.options import S3Options
 from dreambolt.s3.retry import RetryPolicy

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from dreambolt.errors import S3AuthError, S3BaseError, S3NotFoundError
 from dreambolt.s3.calls import S3Calls
 from dreambolt.s3.objects import ObjectInfo, info_from_response
-from dreambolt.s3.uri import S3Uri, glob_match
+from dreambolt.s3.uri import S3Uri
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client as RegionClient
@@ -17,12 +16,9 @@ if TYPE_CHECKING:
         GetObjectRequestTypeDef,
         HeadObjectOutputTypeDef,
         HeadObjectRequestTypeDef,
-        ListObjectsV2OutputTypeDef,
-        ListObjectsV2RequestTypeDef,
-        ObjectTypeDef,
     )
 
-__all__ = ["head_object", "list_objects"]
+__all__ = ["head_object"]
 
 
 async def head_object(
@@ -76,48 +72,3 @@ async def _explain(calls: S3Calls, uri: S3Uri, if_match: str | None) -> None:
             raise
     except S3BaseError:
         pass
-
-
-def _matcher(base: S3Uri) -> tuple[str, Callable[[str], bool]]:
-    """The prefix to list for `base`, and which listed keys it means.
-
-    A glob lists its fixed prefix and keeps the keys that match; a prefix (`…/`) keeps every
-    key; a plain key `s3://b/logs` keeps `logs` itself and everything under `logs/`.
-    """
-    if base.is_glob:
-        return base.list_prefix, lambda key: glob_match(base.key, key)
-    if base.is_prefix:
-        return base.key, lambda key: True
-    return base.key, lambda key: key == base.key or key.startswith(base.key + "/")
-
-
-def _info(base: S3Uri, item: ObjectTypeDef) -> ObjectInfo:
-    return ObjectInfo(
-        uri=S3Uri(base.bucket, item.get("Key", ""), base.region),
-        size=int(item.get("Size", 0)),
-        etag=str(item.get("ETag", "")),
-        last_modified=item.get("LastModified"),
-    )
-
-
-def _is_folder_marker(item: ObjectTypeDef) -> bool:
-    """An empty object named `…/`: a console "folder", not data."""
-    return item.get("Key", "").endswith("/") and item.get("Size", 0) == 0
-
-
-async def list_objects(calls: S3Calls, base: S3Uri) -> AsyncIterator[ObjectInfo]:
-    """Every object under a prefix, matching a glob, or at/below a plain key; all pages."""
-    prefix, wanted = _matcher(base)
-    params: ListObjectsV2RequestTypeDef = {"Bucket": base.bucket, "Prefix": prefix}
-
-    async def page_of(client: RegionClient) -> ListObjectsV2OutputTypeDef:
-        return await client.list_objects_v2(**params)
-
-    while True:
-        page = await calls.call("ListObjectsV2", base, page_of, detail=f"prefix={prefix!r}")
-        for item in page.get("Contents", []):
-            if not _is_folder_marker(item) and wanted(item.get("Key", "")):
-                yield _info(base, item)
-        if not page.get("IsTruncated"):
-            return
-        params["ContinuationToken"] = page["NextContinuationToken"]
