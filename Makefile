@@ -42,7 +42,7 @@ lint: $(VENV)/.test
 # ([tool.coverage.report] fail_under); these modules at 100% of lines and branches.
 COVERAGE_FULL := dreambolt/s3/uri.py,dreambolt/errors.py
 test: lint $(VENV)/.corpus
-	$(BIN)/pytest -q --cov --cov-report=term
+	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term
 	$(BIN)/coverage report --include='$(COVERAGE_FULL)' --fail-under=100
 
 # Every file of the real-world corpus (tests/test_corpus.py runs a sample), compared with the

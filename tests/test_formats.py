@@ -93,7 +93,7 @@ def read_both(
 
 # --- detection ---------------------------------------------------------------------------------
 
-GZ_CSV = gzip.compress(b"a,b\n1,2\n")
+GZ_CSV = gzip.compress(b"a,b\n1,2\n", mtime=0)
 ZST_NDJSON = _zstd(b'{"a": 1}\n{"a": 2}\n')
 BZ2_TSV = bz2.compress(b"a\tb\n1\t2\n")
 PARQUET = _write(FRAME, "parquet")
@@ -127,7 +127,7 @@ IPC_STREAM = _write(FRAME, "ipc-stream")
         ("data.ndjson.zst", ZST_NDJSON, None, ("ndjson", "zstd")),
         ("data.json.zstd", ZST_NDJSON, None, ("ndjson", "zstd")),
         ("data.tsv.bz2", BZ2_TSV, None, ("tsv", "bz2")),
-        ("data.parquet.gz", gzip.compress(PARQUET), None, ("parquet", "gzip")),
+        ("data.parquet.gz", gzip.compress(PARQUET, mtime=0), None, ("parquet", "gzip")),
         # magic beats the name for Parquet and IPC
         ("data.csv", PARQUET, None, ("parquet", None)),
         ("data.csv.gz", PARQUET, None, ("parquet", None)),
@@ -142,7 +142,7 @@ IPC_STREAM = _write(FRAME, "ipc-stream")
         ("part-0000", b"", None, ("csv", None)),
         ("part-0000.gz", GZ_CSV, None, ("csv", "gzip")),
         ("part-0000.dat", ZST_NDJSON, None, ("ndjson", "zstd")),
-        ("part-0000", gzip.compress(b'[{"a": 1}]'), None, ("json", "gzip")),
+        ("part-0000", gzip.compress(b'[{"a": 1}]', mtime=0), None, ("json", "gzip")),
         ("part-0000.bz2", BZ2_TSV, None, ("csv", "bz2")),  # bz2 cannot be peeked at
         ("report.txt", b"BZh,b\n1,2\n", None, ("csv", None)),  # "BZh" alone is not bz2
         # declared overrides the kind; compression from magic unless declared
@@ -153,7 +153,7 @@ IPC_STREAM = _write(FRAME, "ipc-stream")
         ("data.parquet", PARQUET, "PARQUET", ("parquet", None)),
         ("data.csv.gz", GZ_CSV, "tsv", ("tsv", "gzip")),
         ("data.x", ZST_NDJSON, "ndjson.zst", ("ndjson", "zstd")),
-        ("data.json", gzip.compress(b"[1]"), "gz", ("json", "gzip")),
+        ("data.json", gzip.compress(b"[1]", mtime=0), "gz", ("json", "gzip")),
         ("data.arrow", IPC_FILE, ".feather", ("ipc", None)),
     ],
 )

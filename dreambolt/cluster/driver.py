@@ -153,9 +153,7 @@ async def _settle(
     writer.finished(run, results)
     outcomes = [r.status for r in results] or ["failed"]
     if ingester.on_error == "abort" and any(s not in ("loaded", "unchanged") for s in outcomes):
-        run.report.aborted = True
-        reported = {r.uri for r in results}
-        writer.not_attempted(run, [s for s in task.sources if s.uri not in reported and results])
+        run.report.aborted = True  # (the task reported its own files after the failure)
 
 
 def _submitter(executor: Any) -> Submit:
