@@ -360,3 +360,29 @@ async def test_abort_stops_at_the_first_bad_file_and_submits_no_more(
     assert all(r.error and r.error.type == "Aborted" for r in rest)
     assert len(stream.data) == 2  # batches 3 to 5 were never submitted
     assert sorted(lake.frame()["_source_uri"].unique().str.split("/").list.last()) == loaded
+
+
+async def test_a_ledger_left_behind_by_a_killed_task_catches_up(
+    cluster: Client, moto: MotoServer, s3: Any, bucket: str
+) -> None:
+    put_csvs(s3, bucket, 6)
+    lake = Lake(moto, bucket)
+    sources = await sources_of(lake, f"s3://{bucket}/src/")
+    task = BatchTask(lake.db, "t", "run-1", tuple(sources), Ingester, {"s3": lake.options})
+    assert statuses(await asyncio.to_thread(run_batch, task)) == {"loaded": 6}
+    lake.table("_dreambolt_loads").delete("table_name = 't'")  # killed before its ledger commit
+    again = await asyncio.to_thread(run_batch, task)  # retried: its marker is in the log
+    assert statuses(again) == {"unchanged": 6}
+    ledger = lake.ledger()
+    assert sorted(ledger["uri"].to_list()) == sorted(s.uri for s in sources)
+    assert set(ledger["status"].to_list()) == {"loaded"}
+
+    # a whole run killed between the two commits: the next run's driver repairs the ledger
+    lake.table("_dreambolt_loads").delete("table_name = 't'")
+    put_csvs(s3, bucket, 8)  # 2 new objects, 6 rewritten with the same bytes (same etags)
+    async with lake.ingester(cluster) as ing:
+        report = await ing.ingest(f"s3://{bucket}/src/", table="t")
+    assert statuses(report.files) == {"unchanged": 6, "loaded": 2}
+    loaded = lake.ledger().filter(pl.col("status") == "loaded")  # (+ this run's "unchanged")
+    assert sorted(loaded["uri"].to_list()) == sorted(r.uri for r in report.files)
+    assert_every_row_once(lake, 8)

@@ -56,6 +56,9 @@ async def distribute(
     if run.report.aborted:
         writer.not_attempted(run, [src for batch in batches for src in batch])
         return
+    repair = getattr(writer.sink, "repair_ledger", None)  # a Delta sink: tasks write, not it
+    if repair is not None:  # a ledger `loaded` found behind the data catches up now
+        await asyncio.to_thread(repair, run.table)
     settings = task_settings(ingester)
     tasks = [
         BatchTask(

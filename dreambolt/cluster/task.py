@@ -53,6 +53,8 @@ async def _run(task: BatchTask) -> list[FileResult]:
         pairs = [(src.uri, src.etag) for src in task.sources]
         committed = getattr(sink, "batch_committed", None)  # a Delta sink's marker lookup
         if committed is not None and committed(task.table, pairs):
+            # done before, maybe by a task killed before its ledger commit: the ledger catches up
+            sink.repair_ledger(task.table, look=True)
             return [
                 FileResult(s.uri, "unchanged", bytes=s.size, etag=s.etag, table=task.table)
                 for s in task.sources

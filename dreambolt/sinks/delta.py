@@ -133,6 +133,15 @@ class DeltaSink:
             self._lagging.add(table)
         return found
 
+    def repair_ledger(self, table: str, *, look: bool = False) -> None:
+        """Write the ledger rows of files the data table holds and the ledger lacks (a run
+        killed between a batch's data and ledger commits): if `loaded` found the ledger
+        lagging, or (`look`) if it lags now. For writers that may not write again soon (a
+        cluster's driver, a task whose batch was committed already)."""
+        if look:
+            self.loaded(table)
+        self._repair(table)
+
     def _repair(self, table: str) -> None:
         """Repair the table's ledger if `loaded` found it lagging."""
         if table in self._lagging:
