@@ -192,7 +192,7 @@ FORBIDDEN = {
         "dreambolt.ingest",
         "dreambolt.cli*",
     ],
-    "dreambolt.ingest": ["dreambolt.sinks.duckdb", "dreambolt.cli*"],
+    "dreambolt.ingest": ["dreambolt.sinks.duckdb", "dreambolt.cli*", "dreambolt.watch*"],
     "dreambolt.load": ["dreambolt.sinks.duckdb", "dreambolt.ingest", "dreambolt.cli*"],
     "dreambolt.fetch": [
         "dreambolt.cluster*",
@@ -203,6 +203,9 @@ FORBIDDEN = {
     # The cluster driver is called by the Ingester and its tasks make one of the driver's
     # class: they never import it (that would be a cycle), nor the CLI.
     "dreambolt.cluster*": ["dreambolt.ingest", "dreambolt.cli*", "dreambolt.sinks.duckdb"],
+    # The watch service runs Ingesters; nothing below it runs a service, and it names no
+    # destination (the CLI opens the one --db names).
+    "dreambolt.watch*": ["dreambolt.cli*", "dreambolt.cluster*", "dreambolt.sinks.duckdb"],
 }
 
 

@@ -18,6 +18,7 @@ from dreambolt.cli.commands import demo, ls_command
 from dreambolt.cli.ingest import ingest
 from dreambolt.cli.logs import setup_logging
 from dreambolt.cli.options import parse_size
+from dreambolt.cli.watch import watch
 
 __all__ = ["cli", "main", "parse_size"]
 
@@ -38,6 +39,7 @@ def cli(verbose: int) -> None:
 cli.add_command(ingest)
 cli.add_command(ls_command)
 cli.add_command(demo)
+cli.add_command(watch)
 
 
 def main() -> None:

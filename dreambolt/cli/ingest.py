@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 
     from dreambolt.ingest import Ingester
     from dreambolt.progress import RichListener
-    from dreambolt.report import IngestReport
+    from dreambolt.report import IngestReport, Listener
 
-__all__ = ["ingest"]
+__all__ = ["SHARED_OPTIONS", "ingest", "make_ingester", "with_options"]
 
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-_OPTIONS: list[_Decorator] = [
+SHARED_OPTIONS: list[_Decorator] = [  # ingest and watch
     click.option(
         "--table", envvar="DREAMBOLT_TABLE", help="Table to load into (default: from the URI)."
     ),
@@ -76,7 +76,6 @@ _OPTIONS: list[_Decorator] = [
         help="OpenAI-compatible API base URL (else OPENAI_BASE_URL).",
     ),
     s3_options,
-    cluster_options,
     click.option(
         "--on-error",
         type=click.Choice(["skip", "abort"]),
@@ -84,14 +83,6 @@ _OPTIONS: list[_Decorator] = [
         show_default=True,
         envvar="DREAMBOLT_ON_ERROR",
         help="Skip unreadable objects and go on, or stop at the first failure.",
-    ),
-    click.option(
-        "--mode",
-        type=click.Choice(["append", "replace"]),
-        default="append",
-        show_default=True,
-        envvar="DREAMBOLT_MODE",
-        help="replace rebuilds the table.",
     ),
     click.option(
         "--preserve-order",
@@ -153,6 +144,19 @@ _OPTIONS: list[_Decorator] = [
     click.option(
         "--exclude", multiple=True, metavar="GLOB", help="Drop keys matching (repeatable)."
     ),
+]
+
+# ingest only: watch runs until stopped, from its own sources, and never plans.
+_INGEST_ONLY: list[_Decorator] = [
+    cluster_options,
+    click.option(
+        "--mode",
+        type=click.Choice(["append", "replace"]),
+        default="append",
+        show_default=True,
+        envvar="DREAMBOLT_MODE",
+        help="replace rebuilds the table.",
+    ),
     click.option(
         "--from-file", type=click.File("r"), help="Read URIs, one a line, from FILE or -."
     ),
@@ -176,15 +180,18 @@ def _column_list(value: str | None) -> list[str] | None:
     return names
 
 
-def _with_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_OPTIONS):
+def with_options(
+    fn: Callable[..., Any], options: list[_Decorator] | None = None
+) -> Callable[..., Any]:
+    """`fn` with the options (default: every `ingest` option), in this order in --help."""
+    for option in reversed(options if options is not None else SHARED_OPTIONS + _INGEST_ONLY):
         fn = option(fn)
     return fn
 
 
 @click.command()
 @click.argument("uris", nargs=-1)
-@_with_options
+@with_options
 def ingest(uris: tuple[str, ...], **params: Any) -> None:
     """Load URI… (objects, prefixes, globs, local paths) into a DuckDB or Delta table."""
     err, out = consoles()
@@ -196,7 +203,7 @@ def ingest(uris: tuple[str, ...], **params: Any) -> None:
         err, quiet=params["quiet"] or (params["as_json"] and not err.is_terminal)
     )
     with executor_for(err, params) as executor:
-        ingester = _make_ingester(err, params, listener, executor)
+        ingester = make_ingester(err, params, listener, executor)
         report = _ingest(err, out, ingester, listener, inputs, params)
     _show(err, out, report, params)
     if report.aborted:
@@ -225,8 +232,8 @@ def _checked_inputs(err: Console, uris: tuple[str, ...], params: dict[str, Any])
     return inputs
 
 
-def _make_ingester(
-    err: Console, params: dict[str, Any], listener: RichListener, executor: Any
+def make_ingester(
+    err: Console, params: dict[str, Any], listener: Listener, executor: Any
 ) -> Ingester:
     """The Ingester the options describe; exit 2 for a bad option, 3 for a missing API key."""
     from dreambolt.errors import DreamBoltError
