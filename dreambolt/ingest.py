@@ -267,11 +267,13 @@ class Ingester:
         format: str | None = None,
         dry_run: bool = False,
         columns: Sequence[str] | None = None,
+        allow_empty: bool = False,
     ) -> IngestReport:
         """Load every file the URIs name into `table`, exactly once; returns the per-file report.
 
         With `columns`, only those columns of each file (and the lineage columns); a file
         without one of them is skipped with a `FormatError` naming the columns it has.
+        With `allow_empty`, a prefix or glob that matches nothing is no failure (a service).
 
         Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
         and S3AuthError when there are no credentials at all (every file would fail alike).
@@ -292,7 +294,9 @@ class Ingester:
         )
         self.last_report = report
         opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
-        sink, sources, failures = await expanded(opening, inputs, self._s3, include, exclude)
+        sink, sources, failures = await expanded(
+            opening, inputs, self._s3, include, exclude, allow_empty
+        )
         budget = ByteBudget(self.memory_budget)
         run = Run(table, uuid.uuid4().hex, report, Path(), budget, limits=self.limits)
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
@@ -312,10 +316,8 @@ class Ingester:
 
     async def _embedding(self, run: Run, sink: Sink) -> None:
         if self.embedder is not None:
-            cache = await self._db(sink.embedding_cache)
-            run.embed = EmbedStage(
-                self.embedder, AsyncCache(cache, run=self._db), self.embed_column
-            )
+            cache = AsyncCache(await self._db(sink.embedding_cache), run=self._db)
+            run.embed = EmbedStage(self.embedder, cache, self.embed_column)
 
     async def ingest_batch(
         self,

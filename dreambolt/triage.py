@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Literal
 
+from dreambolt.errors import S3NotFoundError
 from dreambolt.outcome import is_fatal, status_of
 from dreambolt.report import ErrorInfo, FileResult
 from dreambolt.sinks import Sink
@@ -22,15 +23,18 @@ async def expanded(
     client: ClientFactory,
     include: Sequence[str],
     exclude: Sequence[str],
+    allow_empty: bool = False,
 ) -> tuple[Sink, list[Source], list[tuple[str, Exception]]]:
     """The sink `opening` opens, while the inputs are expanded; the sources (never the
-    destination's own files) and the inputs that failed. Raises the first failure that is
-    fatal."""
+    destination's own files) and the inputs that failed (with `allow_empty`, a prefix or
+    glob that matches nothing is not a failure). Raises the first failure that is fatal."""
     try:
         sources, failures = await expand(inputs, client, include=include, exclude=exclude)
     finally:
         sink = await opening  # an unusable database is reported first
     sources = [s for s in sources if not sink.owns(s.uri)]  # never ingest the database
+    if allow_empty:
+        failures = [(shown, exc) for shown, exc in failures if not _matched_nothing(exc)]
     for _, exc in failures:
         if is_fatal(exc):
             raise exc
@@ -71,3 +75,7 @@ async def triage(
         writer.not_attempted(run, todo)
         return []
     return todo
+
+
+def _matched_nothing(exc: Exception) -> bool:
+    return isinstance(exc, S3NotFoundError) and exc.code == "NoMatch"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from faultproxy import FaultProxy
 from motoserver import REGION, MotoServer
+from watchservice import services  # noqa: F401 (the fixture of `dreambolt watch` subprocesses)
 
 FAKE_ACCESS_KEY_ID = "testing-key-id"
 # 40 characters like a real secret, with the '/' and '+' real ones have, so redaction tests

@@ -72,6 +72,20 @@ def _with_shared_options(fn: Any) -> Any:
     help="Time between listings of the sources.",
 )
 @click.option(
+    "--queue",
+    metavar="SQS_URL",
+    envvar="DREAMBOLT_WATCH_QUEUE",
+    help="Read S3 event notifications from this SQS queue (else list every --interval).",
+)
+@click.option(
+    "--backfill-interval",
+    type=DurationType(),
+    default="24h",
+    show_default=True,
+    envvar="DREAMBOLT_WATCH_BACKFILL_INTERVAL",
+    help="With --queue: a full listing this often (and at start), for events S3 never sent.",
+)
+@click.option(
     "--listen",
     metavar="HOST:PORT",
     envvar="DREAMBOLT_WATCH_LISTEN",
@@ -105,6 +119,8 @@ def watch(uris: tuple[str, ...], **params: Any) -> None:
         exclude=params["exclude"],
         format=params["format_"],
         columns=params["columns"],
+        queue=params["queue"],
+        backfill_interval=params["backfill_interval"],
     )
     drained = _serve(err, ingester, options, metrics, params["listen"])
     sys.exit(EXIT_OK if drained else EXIT_INTERRUPTED)

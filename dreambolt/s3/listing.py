@@ -27,14 +27,14 @@ if TYPE_CHECKING:
         ObjectTypeDef,
     )
 
-__all__ = ["SPLIT_DEPTH", "list_objects"]
+__all__ = ["SPLIT_DEPTH", "key_matcher", "list_objects"]
 
 SPLIT_DEPTH = 3  # levels of sub-prefixes a big listing is split into at most
 
 Wanted = Callable[[str], bool]
 
 
-def _matcher(base: S3Uri) -> tuple[str, Callable[[str], bool]]:
+def key_matcher(base: S3Uri) -> tuple[str, Callable[[str], bool]]:
     """The prefix to list for `base`, and which listed keys it means.
 
     A glob lists its fixed prefix and keeps the keys that match; a prefix (`…/`) keeps every
@@ -63,7 +63,7 @@ def _is_folder_marker(item: ObjectTypeDef) -> bool:
 
 async def list_objects(calls: S3Calls, base: S3Uri) -> AsyncIterator[ObjectInfo]:
     """Every object under a prefix, matching a glob, or at/below a plain key; all pages."""
-    prefix, wanted = _matcher(base)
+    prefix, wanted = key_matcher(base)
     found = await _list(calls, base, prefix, wanted, SPLIT_DEPTH)
     for key in sorted(found):
         yield found[key]

@@ -14,7 +14,7 @@ from dreambolt.s3.uri import S3Uri, glob_match, has_glob, is_local, local_path, 
 from dreambolt.sources.local import expand_local
 from dreambolt.sources.source import Failures, Source
 
-__all__ = ["default_table_name", "expand", "parse_input"]
+__all__ = ["default_table_name", "expand", "parse_input", "wanted_key"]
 
 ClientFactory = Callable[[], Awaitable[S3Client]]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
@@ -84,7 +84,7 @@ def _all_excluded(shown: str, target: S3Uri | Path, count: int) -> Exception:
     return S3NotFoundError(message, uri=shown, code="NoMatch", status=None, hint=hint)
 
 
-def _wanted(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+def wanted_key(key: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """aws-cli style filters: a pattern with `/` matches the whole key, else the file name."""
     name = key.rsplit("/", 1)[-1]
 
@@ -129,7 +129,7 @@ async def expand(
         wanted = [
             src
             for src in found
-            if _wanted(src.path.as_posix() if src.path else src.uri, include, exclude)
+            if wanted_key(src.path.as_posix() if src.path else src.uri, include, exclude)
         ]
         if found and not wanted:
             failures.append((shown, _all_excluded(shown, target, len(found))))

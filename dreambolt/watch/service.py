@@ -2,8 +2,9 @@
 
 Listing mode: every `interval`, the sources are listed and ingested; the (uri, etag) ledger
 decides what is new or changed (never a last-modified watermark, which loses files written in
-the same second as the mark). One Ingester serves every poll (one S3 client, one open
-destination).
+the same second as the mark). Notification mode (`queue`): S3 event notifications from SQS
+(`notify`), with a full listing at start and every `backfill_interval`. One Ingester serves
+every poll and batch (one S3 client, one open destination).
 
 **Stopping.** `stop()` (SIGTERM, SIGINT) stops starting polls; `/readyz` turns 503 (draining).
 A poll in progress gets `drain_timeout` seconds to finish; if it has not, it is cancelled: the
@@ -18,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from dreambolt.report import FileResult, IngestReport
+from dreambolt.watch.drain import finish_or_drain
 from dreambolt.watch.metrics import WatchMetrics
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = ["MetricsListener", "State", "WatchOptions", "Watcher"]
 
 log = logging.getLogger("dreambolt.watch")
 State = Literal["starting", "ready", "draining", "stopped"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class WatchOptions:
     exclude: Sequence[str] = ()
     format: str | None = None
     columns: Sequence[str] | None = None
+    queue: str | None = None  # an SQS queue URL: notification mode
+    backfill_interval: float = 86_400.0  # notification mode: a full listing this often
 
 
 @dataclass
@@ -90,9 +95,11 @@ class Watcher:
         self._stopping.set()
 
     async def run(self) -> bool:
-        """Poll until stopped; True when the drain finished within the timeout."""
-        self.state = "draining" if self._stopping.is_set() else "ready"
+        """Work until stopped; True when the drain finished within the timeout."""
         try:
+            if self.options.queue is not None:
+                return await self._notifications(self.options.queue)
+            self.state = "draining" if self._stopping.is_set() else "ready"
             while not self._stopping.is_set():
                 if not await self._poll():
                     return False
@@ -100,6 +107,42 @@ class Watcher:
             return True
         finally:
             self.state = "stopped"
+
+    async def _notifications(self, url: str) -> bool:
+        """Notification mode: a full listing at start and every backfill interval (S3 does not
+        promise to deliver every event); in between, batches of messages."""
+        from dreambolt.watch.notify import Notifications
+        from dreambolt.watch.sqs import Queue
+
+        async with Queue(url, self.ingester.s3_options) as queue:
+            notes = Notifications(self.ingester, queue, self.options, self.metrics)
+            self.state = "draining" if self._stopping.is_set() else "ready"
+            backfill_at = time.monotonic()
+            while not self._stopping.is_set():
+                if time.monotonic() >= backfill_at:
+                    if not await self._poll():
+                        return False
+                    backfill_at = time.monotonic() + self.options.backfill_interval
+                    continue
+                messages = await self._until_stopped(notes.receive())
+                if messages and not await notes.handle(messages, self._stopping):
+                    return False
+            return True
+
+    async def _until_stopped(self, work: Awaitable[list[T]]) -> list[T]:
+        """What `work` returns, or [] if the service is stopped first (`work` is cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return []
+        return task.result()
 
     async def _poll(self) -> bool:
         """One listing and ingest; False if it was cut short by a drain that ran out."""
@@ -113,21 +156,11 @@ class Watcher:
                 exclude=opts.exclude,
                 format=opts.format,
                 columns=opts.columns,
+                allow_empty=True,  # a watched prefix may be empty for a while
             )
         )
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait([poll, stopping], return_when=asyncio.FIRST_COMPLETED)
-            if not poll.done():  # draining: the poll gets the drain timeout to finish
-                await asyncio.wait([poll], timeout=opts.drain_timeout)
-            if not poll.done():
-                log.warning("drain timeout (%gs) passed: stopping the load", opts.drain_timeout)
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poll
-                return False
-        finally:
-            stopping.cancel()
+        if not await finish_or_drain(poll, self._stopping, opts.drain_timeout):
+            return False
         self.metrics.polls.inc()
         self.last_report = report = poll.result()
         counts = {s: report.count(s) for s in ("loaded", "unchanged", "skipped", "failed")}

@@ -1,0 +1,241 @@
+"""`dreambolt watch --queue`: S3 event notifications that moto sends to SQS, read by the service
+as a subprocess: every row once, messages deleted only after their commit, poison messages to
+the dead-letter queue, a slow object not handed out twice, a crash after commit."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from faultproxy import FaultProxy, RecordedRequest
+from motoserver import MotoServer
+from watchservice import WAIT_S, Service, put
+
+ACCOUNT = "123456789012"
+LOADED = 'dreambolt_watch_files_total{status="loaded"}'
+UNCHANGED = 'dreambolt_watch_files_total{status="unchanged"}'
+DELETED = "dreambolt_watch_messages_deleted_total"
+
+
+class Queues:
+    def __init__(self, sqs: Any, name: str, *, visibility: int = 30, dlq: bool = True) -> None:
+        self.sqs = sqs
+        attributes = {"VisibilityTimeout": str(visibility)}
+        self.dlq_url: str | None = None
+        if dlq:
+            self.dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            arn = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}-dlq"
+            policy = {"deadLetterTargetArn": arn, "maxReceiveCount": "5"}
+            attributes["RedrivePolicy"] = json.dumps(policy)
+        self.url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        self.arn = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+
+    def count(self, url: str | None = None) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+
+def notify(s3: Any, bucket: str, queues: Queues) -> None:
+    """Send the bucket's object-created events to the queue; drop the s3:TestEvent S3 sends
+    when notifications are set up (the tests count messages)."""
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queues.arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    queues.sqs.purge_queue(QueueUrl=queues.url)
+
+
+@pytest.fixture
+def queues(moto: MotoServer, s3: Any, bucket: str) -> Iterator[Queues]:
+    sqs = moto.client("sqs")
+    found = Queues(sqs, f"q-{bucket}")
+    notify(s3, bucket, found)
+    yield found
+    sqs.close()
+
+
+def started(service: Service) -> bool:
+    """Ready, and the listing at start is done (so that what follows arrives as events)."""
+    ready = service.get("/readyz")[0] == 200
+    return ready and service.metric("dreambolt_watch_polls_total") >= 1
+
+
+def watch_args(db: Path, bucket: str, queue: str, endpoint: str) -> list[str]:
+    return [
+        f"s3://{bucket}/in/",
+        "--db",
+        str(db),
+        "--table",
+        "t",
+        "--queue",
+        queue,
+        "--endpoint-url",
+        endpoint,
+        "--include",
+        "*.csv",
+    ]
+
+
+def rows(db: Path) -> list[tuple[int, str]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        found = con.execute("SELECT id, _source_uri FROM t ORDER BY id").fetchall()
+    return [(int(i), str(u)) for i, u in found]
+
+
+def test_put_overwrite_duplicates_and_multipart_load_every_row_once(
+    moto: MotoServer,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    db = tmp_path / "w.duckdb"
+    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    put(s3, bucket, "in/a.csv", range(0, 3))
+    put(s3, bucket, "in/b.csv", range(10, 13))
+    put(s3, bucket, "in/skip.txt", range(1))  # filtered out by --include: deleted, not loaded
+    service.wait_for(lambda: service.metric(LOADED) == 2, "a and b")
+    put(s3, bucket, "in/a.csv", range(100, 102))  # overwrite: replaces a's rows
+    put(s3, bucket, "in/b.csv", range(10, 13))  # identical overwrite: unchanged
+    # a duplicated message (S3 delivers at least once) and an old one after the newer
+    first = {"Records": [_record(bucket, "in/a.csv")]}
+    queues.sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps(first))
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}
+    queues.sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps(test_event))
+    _multipart(s3, bucket, "in/c.csv", range(20, 23))
+    service.wait_for(lambda: service.metric(LOADED) == 4, "the overwrite and c")
+    service.wait_for(lambda: queues.count() == 0, "every message deleted")
+    assert service.metric(UNCHANGED) >= 2
+    assert service.metric("dreambolt_watch_messages_received_total") >= 7
+    assert service.metric(DELETED) == service.metric("dreambolt_watch_messages_received_total")
+    assert service.stop() == 0
+    assert [i for i, _ in rows(db)] == [10, 11, 12, 20, 21, 22, 100, 101]
+
+
+def _record(bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2020-01-01T00:00:00.000Z",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1, "eTag": "00"}},
+    }
+
+
+def _multipart(s3: Any, bucket: str, key: str, ids: range) -> None:
+    body = ("id,v\n" + "".join(f"{i},x\n" for i in ids)).encode()
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=body)
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+
+
+def test_poison_to_the_dead_letter_queue_and_an_unreadable_object_is_failed_and_deleted(
+    moto: MotoServer,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    db = tmp_path / "w.duckdb"
+    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    queues.sqs.send_message(QueueUrl=queues.url, MessageBody="{not json")
+    s3.put_object(Bucket=bucket, Key="in/bad.csv", Body=b"id,v\n1,2,3,4\n\x00\xff")
+    put(s3, bucket, "in/good.csv", range(3))
+    service.wait_for(lambda: service.metric(LOADED) == 1, "good")
+    service.wait_for(lambda: queues.count() == 0, "the queue emptied")
+    assert queues.dlq_url is not None and queues.count(queues.dlq_url) == 1
+    dead = queues.sqs.receive_message(QueueUrl=queues.dlq_url)["Messages"][0]
+    assert dead["Body"] == "{not json"
+    assert service.metric("dreambolt_watch_messages_dead_lettered_total") == 1
+    assert service.metric('dreambolt_watch_files_total{status="skipped"}') == 1
+    assert service.stop() == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        ledger = con.execute(
+            "SELECT uri, status FROM _dreambolt_loads WHERE uri LIKE '%bad.csv'"
+        ).fetchall()
+    assert ledger == [(f"s3://{bucket}/in/bad.csv", "skipped")]
+
+
+def test_a_slow_object_is_not_received_twice(
+    moto: MotoServer,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    sqs = moto.client("sqs")
+    queues = Queues(sqs, f"slow-{bucket}", visibility=3)
+    notify(s3, bucket, queues)
+    proxy.add_rule("delay", method="GET", path=r"/in/slow\.csv$", delay=8)  # > visibility
+    db = tmp_path / "w.duckdb"
+    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
+    service = Service(watch_args(db, bucket, queue_url, proxy.endpoint_url))
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    put(s3, bucket, "in/slow.csv", range(5))
+    service.wait_for(lambda: service.metric(LOADED) == 1, "the slow object")
+    service.wait_for(lambda: queues.count() == 0, "its message deleted")
+    assert service.metric("dreambolt_watch_messages_received_total") == 1  # not twice
+    assert service.metric(DELETED) == 1
+    assert service.metric("dreambolt_watch_visibility_extensions_total") >= 1
+    assert service.stop() == 0
+    sqs.close()
+
+
+def test_a_crash_after_commit_before_delete_ends_unchanged_and_deleted(
+    moto: MotoServer,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    queues.sqs.set_queue_attributes(QueueUrl=queues.url, Attributes={"VisibilityTimeout": "2"})
+
+    def hang_deletes(request: RecordedRequest) -> None:  # SQS's JSON protocol names the call
+        target = {k.lower(): v for k, v in request.headers.items()}.get("x-amz-target", "")
+        if target.endswith(".DeleteMessage"):
+            time.sleep(30)  # the process is killed meanwhile: the message is never deleted
+
+    proxy.add_rule("call", method="POST", fn=hang_deletes)
+    db = tmp_path / "w.duckdb"
+    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
+    first = Service(watch_args(db, bucket, queue_url, proxy.endpoint_url))
+    services.append(first)
+    first.wait_for(lambda: started(first), "ready, the first listing done")
+    put(s3, bucket, "in/a.csv", range(3))
+    first.wait_for(lambda: first.metric(LOADED) == 1, "loaded (its delete now hangs)")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=WAIT_S)
+    proxy.reset()
+    second = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
+    services.append(second)
+    second.wait_for(lambda: second.metric(UNCHANGED) >= 1, "the redelivered message")
+    second.wait_for(lambda: queues.count() == 0, "deleted")
+    assert second.metric(LOADED) == 0
+    assert second.stop() == 0
+    assert [i for i, _ in rows(db)] == [0, 1, 2]
