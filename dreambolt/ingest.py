@@ -144,9 +144,8 @@ class Ingester:
             await asyncio.get_running_loop().run_in_executor(self._executor, sink.close)
         self._executor.shutdown(wait=True)
 
-    # --- helpers -------------------------------------------------------------------------
-
-    async def _s3(self) -> S3Client:
+    async def client(self) -> S3Client:
+        """The S3 client (made on first use, unless one was passed in)."""
         if self._client is not None:
             return self._client
         async with self._client_lock:
@@ -193,7 +192,7 @@ class Ingester:
         threshold = self.memory_budget if in_memory else self.spool_threshold
         item = await fetch(
             src,
-            client=self._s3,
+            client=self.client,
             spool=spool,
             declared=declared,
             spool_threshold=threshold,
@@ -227,7 +226,7 @@ class Ingester:
         without one of them raises `FormatError` naming the file and the columns it has.
         """
         wanted = checked_columns(columns)
-        sources, failures = await expand([uri], self._s3)
+        sources, failures = await expand([uri], self.client)
         if failures:
             raise failures[0][1]
         embedder = (
@@ -258,7 +257,7 @@ class Ingester:
 
     async def ingest(
         self,
-        uris: str | Sequence[str],
+        uris: str | Sequence[str | Source],
         *,
         table: str | None = None,
         mode: Mode = "append",
@@ -273,7 +272,8 @@ class Ingester:
 
         With `columns`, only those columns of each file (and the lineage columns); a file
         without one of them is skipped with a `FormatError` naming the columns it has.
-        With `allow_empty`, a prefix or glob that matches nothing is no failure (a service).
+        With `allow_empty`, a prefix or glob that matches nothing is no failure; a `Source` (an
+        object listed or HEADed already) is loaded as it is, not looked up again (a service).
 
         Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
         and S3AuthError when there are no credentials at all (every file would fail alike).
@@ -295,7 +295,7 @@ class Ingester:
         self.last_report = report
         opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
         sink, sources, failures = await expanded(
-            opening, inputs, self._s3, include, exclude, allow_empty
+            opening, inputs, self.client, include, exclude, allow_empty
         )
         budget = ByteBudget(self.memory_budget)
         run = Run(table, uuid.uuid4().hex, report, Path(), budget, limits=self.limits)

@@ -19,7 +19,7 @@ __all__ = ["expanded", "triage"]
 
 async def expanded(
     opening: Awaitable[Sink],
-    inputs: list[str],
+    inputs: Sequence[str | Source],
     client: ClientFactory,
     include: Sequence[str],
     exclude: Sequence[str],
@@ -28,8 +28,11 @@ async def expanded(
     """The sink `opening` opens, while the inputs are expanded; the sources (never the
     destination's own files) and the inputs that failed (with `allow_empty`, a prefix or
     glob that matches nothing is not a failure). Raises the first failure that is fatal."""
+    given = [i for i in inputs if isinstance(i, Source)]  # listed already: as they are
+    texts = [i for i in inputs if not isinstance(i, Source)]
     try:
-        sources, failures = await expand(inputs, client, include=include, exclude=exclude)
+        sources, failures = await expand(texts, client, include=include, exclude=exclude)
+        sources = given + sources
     finally:
         sink = await opening  # an unusable database is reported first
     sources = [s for s in sources if not sink.owns(s.uri)]  # never ingest the database

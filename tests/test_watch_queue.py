@@ -239,3 +239,28 @@ def test_a_crash_after_commit_before_delete_ends_unchanged_and_deleted(
     assert second.metric(LOADED) == 0
     assert second.stop() == 0
     assert [i for i, _ in rows(db)] == [0, 1, 2]
+
+
+def test_keys_that_look_like_globs_and_objects_gone_since_their_event(
+    moto: MotoServer,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    db = tmp_path / "w.duckdb"
+    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    put(s3, bucket, "in/data1.csv", range(3))  # what the glob `data[1].csv` would match
+    service.wait_for(lambda: service.metric(LOADED) == 1, "data1")
+    put(s3, bucket, "in/data[1] + more.csv", range(10, 12))  # the key itself, encoded in events
+    gone = {"Records": [_record(bucket, "in/gone.csv")]}  # an object deleted since its event
+    queues.sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps(gone))
+    service.wait_for(lambda: queues.count() == 0, "every message deleted")
+    assert service.metric('dreambolt_watch_files_total{status="skipped"}') == 0
+    assert service.stop() == 0
+    assert {u.rsplit("/", 1)[1] for _, u in rows(db)} == {"data1.csv", "data[1] + more.csv"}
+    assert [i for i, u in rows(db) if u.endswith("more.csv")] == [10, 11]
+    assert [i for i, u in rows(db) if u.endswith("data1.csv")] == [0, 1, 2]  # not reloaded

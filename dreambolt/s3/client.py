@@ -130,12 +130,15 @@ class S3Client:
         """HEAD an object with checksums enabled; also returns the raw response."""
         return await head_object(self.calls, uri, if_match=if_match)
 
-    async def list(self, uri: str | S3Uri) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, uri: str | S3Uri, *, start_after: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         """Every object under a prefix, matching a glob, or at/below a plain key; all pages.
 
-        A plain key `s3://b/logs` yields `logs` itself and everything under `logs/`.
+        A plain key `s3://b/logs` yields `logs` itself and everything under `logs/`. With
+        `start_after` (a key), only the keys after it.
         """
-        async for info in list_objects(self.calls, as_uri(uri)):
+        async for info in list_objects(self.calls, as_uri(uri), start_after=start_after):
             yield info
 
     async def read(

@@ -61,10 +61,19 @@ def _is_folder_marker(item: ObjectTypeDef) -> bool:
     return item.get("Key", "").endswith("/") and item.get("Size", 0) == 0
 
 
-async def list_objects(calls: S3Calls, base: S3Uri) -> AsyncIterator[ObjectInfo]:
-    """Every object under a prefix, matching a glob, or at/below a plain key; all pages."""
+async def list_objects(
+    calls: S3Calls, base: S3Uri, *, start_after: str | None = None
+) -> AsyncIterator[ObjectInfo]:
+    """Every object under a prefix, matching a glob, or at/below a plain key; all pages.
+    With `start_after`, only keys after it (one listing, page after page: keys that only
+    grow, such as date paths, are listed from where the last listing ended)."""
     prefix, wanted = key_matcher(base)
-    found = await _list(calls, base, prefix, wanted, SPLIT_DEPTH)
+    if start_after is not None:
+        params: ListObjectsV2RequestTypeDef = {"Bucket": base.bucket, "Prefix": prefix}
+        params["StartAfter"] = start_after
+        found = await _pages(calls, base, params, wanted)
+    else:
+        found = await _list(calls, base, prefix, wanted, SPLIT_DEPTH)
     for key in sorted(found):
         yield found[key]
 
@@ -78,6 +87,21 @@ async def _list(
     found = _kept(base, page, wanted)
     if page.get("IsTruncated") and depth > 0:
         return found | await _split(calls, base, prefix, wanted, depth)
+    return found | await _pages(calls, base, params, wanted, page)
+
+
+async def _pages(
+    calls: S3Calls,
+    base: S3Uri,
+    params: ListObjectsV2RequestTypeDef,
+    wanted: Wanted,
+    page: ListObjectsV2OutputTypeDef | None = None,
+) -> dict[str, ObjectInfo]:
+    """The keys of a listing page after page (from `page`, the first, if given)."""
+    found: dict[str, ObjectInfo] = {}
+    if page is None:
+        page = await _page(calls, base, params)
+        found |= _kept(base, page, wanted)
     while page.get("IsTruncated"):
         params["ContinuationToken"] = page["NextContinuationToken"]
         page = await _page(calls, base, params)

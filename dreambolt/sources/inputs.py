@@ -146,14 +146,15 @@ def _shown(text: str, target: S3Uri | Path) -> str:
     return target.resolve().as_uri()
 
 
-def default_table_name(inputs: Sequence[str]) -> str:
+def default_table_name(inputs: Sequence[str | Source]) -> str:
     """The table a run writes to when none is given.
 
     A single file gives its stem (`data.csv.gz` -> `data`); a prefix or glob gives its last fixed
     path segment (`s3://b/events/2024-*.csv` -> `events`). Characters unfit for an identifier
     become `_`. Inputs that disagree raise InvalidS3UriError asking for --table.
     """
-    names = {_name_for(parse_input(text)) for text in inputs}
+    texts = [i.uri if isinstance(i, Source) else i for i in inputs]
+    names = {_name_for(parse_input(text)) for text in texts}
     if len(names) != 1:
         raise InvalidS3UriError(
             f"these inputs suggest different table names ({', '.join(sorted(names))}); "

@@ -22,9 +22,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dreambolt.errors import S3BaseError, S3NotFoundError
 from dreambolt.report import FileResult, IngestReport
 from dreambolt.s3.listing import key_matcher
 from dreambolt.s3.uri import S3Uri, parse_s3_uri
+from dreambolt.sources import Source
 from dreambolt.sources.inputs import wanted_key
 from dreambolt.watch.drain import finish_or_drain
 from dreambolt.watch.events import ObjectEvent, PoisonMessage, decode
@@ -88,17 +90,39 @@ class Notifications:
                 await self._delete(message)
         if not keep:
             return True
-        report = await self._load(keep, sorted(written), stopping)
+        found, gone = await self._current(sorted(written))
+        report = await self._load(keep, found, stopping) if found else IngestReport("", "")
         if report is None:
             for message in keep:
                 await self.queue.give_back(message)
                 self.metrics.messages_returned.inc()
             return False
         self._lag(report, written)
-        results = {r.uri: r for r in report.files}
+        results: dict[str, FileResult | None] = {r.uri: r for r in report.files}
+        results.update(dict.fromkeys(gone, _GONE))
         for message in keep:
             await self._settle(message, [results.get(uri) for uri in wanted[message.id]])
         return True
+
+    async def _current(self, uris: list[str]) -> tuple[list[Source | str], list[str]]:
+        """The objects as they are now (HEAD), and the uris of those deleted since their event.
+        An object whose HEAD failed otherwise is passed on by uri: the ingest reports it (and
+        records it, or says that it may pass)."""
+        client = await self.ingester.client()
+
+        async def head(uri: str) -> Source | str | None:
+            try:
+                info = await client.head(uri)
+            except S3NotFoundError:
+                log.info("%s: gone since its event, nothing to load", uri)
+                return None
+            except S3BaseError:
+                return uri
+            return Source(str(info.uri), info.size, info.etag or None, info)
+
+        found = await asyncio.gather(*(head(uri) for uri in uris))
+        gone = [uri for uri, now in zip(uris, found, strict=True) if now is None]
+        return [now for now in found if now is not None], gone
 
     async def _decoded(self, message: Message) -> list[tuple[str, float]] | None:
         """The (uri, written at) a message names (None: it was settled here already)."""
@@ -120,12 +144,14 @@ class Notifications:
         ]
 
     async def _load(
-        self, messages: Sequence[Message], uris: list[str], stopping: asyncio.Event
+        self, messages: Sequence[Message], uris: Sequence[Source | str], stopping: asyncio.Event
     ) -> IngestReport | None:
         """Ingest the uris while keeping the messages hidden; None if the drain ran out."""
         opts = self.options
         load = asyncio.ensure_future(
-            self.ingester.ingest(uris, table=opts.table, format=opts.format, columns=opts.columns)
+            self.ingester.ingest(
+                list(uris), table=opts.table, format=opts.format, columns=opts.columns
+            )
         )
         heartbeat = asyncio.ensure_future(self._keep_hidden(messages))
         try:
@@ -169,6 +195,9 @@ class Notifications:
         ]
         if lags:
             self.metrics.lag.set(max(0.0, max(lags)))
+
+
+_GONE = FileResult("", "unchanged")  # an object deleted since its event: nothing to do
 
 
 def _transient(result: FileResult) -> bool:
