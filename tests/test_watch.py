@@ -167,3 +167,27 @@ async def test_health_endpoints_follow_the_state_and_metrics_are_prometheus_text
         assert "dreambolt_watch_bytes_total 70.0" in text
     finally:
         await server.stop()
+
+
+def test_lexical_lists_after_the_last_key_and_full_listings_catch_late_keys(
+    proxy: FaultProxy, s3: Any, bucket: str, tmp_path: Path, services: list[Service]
+) -> None:
+    put(s3, bucket, "in/2024-01-01.csv", range(0, 2))
+    put(s3, bucket, "in/2024-01-02.csv", range(2, 4))
+    db = tmp_path / "w.duckdb"
+    args = [f"s3://{bucket}/in/", "--db", str(db), "--table", "t", "--lexical"]
+    args += ["--endpoint-url", proxy.endpoint_url, "--interval", "0.1s"]
+    service = Service([*args, "--full-listing-every", "5"])
+    services.append(service)
+    service.wait_for(lambda: service.metric(LOADED) == 2, "the first, full listing")
+    put(s3, bucket, "in/2024-01-03.csv", range(4, 6))  # after the mark
+    service.wait_for(lambda: service.metric(LOADED) == 3, "a key after the mark")
+    put(s3, bucket, "in/2023-12-31.csv", range(6, 8))  # late: behind the mark
+    service.wait_for(lambda: service.metric(LOADED) == 4, "the late key, by a full listing")
+    polls = service.metric("dreambolt_watch_polls_total")
+    assert service.stop() == 0
+    lists = [r.query for r in proxy.requests if r.method == "GET" and "list-type=2" in r.query]
+    after = [q for q in lists if "start-after=" in q]
+    assert after and len(lists) - len(after) <= polls / 5 + 1  # full listings: 1 poll in 5
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (8, 8)

@@ -72,6 +72,23 @@ def _with_shared_options(fn: Any) -> Any:
     help="Time between listings of the sources.",
 )
 @click.option(
+    "--lexical",
+    is_flag=True,
+    envvar="DREAMBOLT_WATCH_LEXICAL",
+    help="Keys only grow (date paths): list after the last key seen, and fully every "
+    "--full-listing-every polls (late arrivals).",
+)
+@click.option(
+    "--full-listing-every",
+    "full_every",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    metavar="N",
+    envvar="DREAMBOLT_WATCH_FULL_LISTING_EVERY",
+    help="With --lexical: every N-th poll lists the sources whole.",
+)
+@click.option(
     "--queue",
     metavar="SQS_URL",
     envvar="DREAMBOLT_WATCH_QUEUE",
@@ -108,6 +125,8 @@ def watch(uris: tuple[str, ...], **params: Any) -> None:
 
     err, _ = consoles()
     table = _table(err, list(uris), params["table"])
+    if params["lexical"] and params["queue"]:
+        fail(err, "--lexical is for listing mode; with --queue, events say what is new", EXIT_USAGE)
     metrics = WatchMetrics()
     ingester = make_ingester(err, params, MetricsListener(metrics), None)
     options = WatchOptions(
@@ -120,6 +139,8 @@ def watch(uris: tuple[str, ...], **params: Any) -> None:
         format=params["format_"],
         columns=params["columns"],
         queue=params["queue"],
+        lexical=params["lexical"],
+        full_every=params["full_every"],
         backfill_interval=params["backfill_interval"],
     )
     drained = _serve(err, ingester, options, metrics, params["listen"])

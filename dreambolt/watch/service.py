@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from dreambolt.report import FileResult, IngestReport
+from dreambolt.sources import Source
 from dreambolt.watch.drain import finish_or_drain
+from dreambolt.watch.lexical import Marks
 from dreambolt.watch.metrics import WatchMetrics
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ class WatchOptions:
     format: str | None = None
     columns: Sequence[str] | None = None
     queue: str | None = None  # an SQS queue URL: notification mode
+    lexical: bool = False  # listing mode: list after the last key seen (`lexical`)
+    full_every: int = 10  # lexical: every this many polls, a full listing
     backfill_interval: float = 86_400.0  # notification mode: a full listing this often
 
 
@@ -100,13 +104,35 @@ class Watcher:
             if self.options.queue is not None:
                 return await self._notifications(self.options.queue)
             self.state = "draining" if self._stopping.is_set() else "ready"
+            marks = Marks(self.options.inputs) if self.options.lexical else None
+            polls = 0
             while not self._stopping.is_set():
-                if not await self._poll():
+                if not await self._listing(marks, polls):
                     return False
+                polls += 1
                 await self._pause(self.options.interval)
             return True
         finally:
             self.state = "stopped"
+
+    async def _listing(self, marks: Marks | None, polls: int) -> bool:
+        """One poll of listing mode: lexical (after the marks) or full."""
+        opts = self.options
+        if marks is None:
+            return await self._poll()
+        new = None
+        if polls % max(1, opts.full_every):
+            client = await self.ingester.client()
+            new = await marks.after(client, opts.include, opts.exclude)
+        if new is None:  # a full listing: it sets the marks
+            done = await self._poll()
+            if done and self.last_report is not None:
+                marks.learn(r.uri for r in self.last_report.files)
+            return done
+        if not new:
+            self.metrics.polls.inc()
+            return True
+        return await self._poll(new)
 
     async def _notifications(self, url: str) -> bool:
         """Notification mode: a full listing at start and every backfill interval (S3 does not
@@ -144,13 +170,14 @@ class Watcher:
             return []
         return task.result()
 
-    async def _poll(self) -> bool:
-        """One listing and ingest; False if it was cut short by a drain that ran out."""
+    async def _poll(self, inputs: Sequence[str | Source] | None = None) -> bool:
+        """One listing (or the objects given) and ingest; False if it was cut short by a drain
+        that ran out."""
         opts = self.options
         began = time.monotonic()
         poll = asyncio.ensure_future(
             self.ingester.ingest(
-                list(opts.inputs),
+                list(inputs if inputs is not None else opts.inputs),
                 table=opts.table,
                 include=opts.include,
                 exclude=opts.exclude,
