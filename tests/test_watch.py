@@ -4,6 +4,7 @@ with SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -191,3 +192,21 @@ def test_lexical_lists_after_the_last_key_and_full_listings_catch_late_keys(
     assert after and len(lists) - len(after) <= polls / 5 + 1  # full listings: 1 poll in 5
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (8, 8)
+
+
+def test_one_log_line_per_file_at_info_and_json_lines_for_shippers(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path, services: list[Service]
+) -> None:
+    put(s3, bucket, "in/a.csv", range(3))
+    args = [f"s3://{bucket}/in/", "--db", str(tmp_path / "w.duckdb"), "--table", "t"]
+    args += ["--endpoint-url", moto.endpoint_url, "--log-format", "json", "--interval", "0.1s"]
+    service = Service(args)
+    services.append(service)
+    service.wait_for(lambda: service.metric(LOADED) == 1, "a.csv")
+    assert service.stop() == 0
+    lines = [json.loads(line) for line in service.stderr[1:] if line.startswith("{")]
+    loaded = [e for e in lines if e["logger"] == "dreambolt.ingest" and e["level"] == "INFO"]
+    assert [e["message"].split()[:2] for e in loaded] == [["loaded", f"s3://{bucket}/in/a.csv:"]]
+    assert all(set(e) >= {"time", "level", "logger", "message"} for e in lines)
+    assert all(e["time"].endswith("+00:00") for e in lines)
+    assert not [line for line in service.stderr[1:] if line.strip() and line[0] != "{"]

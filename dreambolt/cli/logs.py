@@ -14,7 +14,7 @@ from typing import ClassVar
 from dreambolt.cli.base import stderr_console
 from dreambolt.errors import redact
 
-__all__ = ["ConsoleHandler", "RedactingFilter", "setup_logging"]
+__all__ = ["ConsoleHandler", "JsonFormatter", "RedactingFilter", "setup_logging"]
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -58,7 +58,26 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(verbose: int) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers: time (UTC, ISO 8601), level, logger, message
+    (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["traceback"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbose: int, *, json_lines: bool = False) -> None:
     """Route log records to stderr: package logs at ERROR, INFO (-v) or DEBUG (-vv).
 
     Other libraries' records (botocore, aiobotocore, asyncio) show from ERROR, or WARNING with
@@ -70,7 +89,7 @@ def setup_logging(verbose: int) -> None:
     for handler in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
         root.removeHandler(handler)
     handler = ConsoleHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(logging.ERROR if verbose <= 0 else logging.WARNING)

@@ -110,6 +110,15 @@ def _with_shared_options(fn: Any) -> Any:
     help="Serve /livez, /readyz and Prometheus /metrics here (port 0: any free port).",
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="DREAMBOLT_LOG_FORMAT",
+    help="Log lines as text or as one JSON object each (log shippers). Each file's outcome "
+    "is logged at INFO.",
+)
+@click.option(
     "--drain-timeout",
     type=DurationType(),
     default="25s",
@@ -120,10 +129,13 @@ def _with_shared_options(fn: Any) -> Any:
 @_with_shared_options
 def watch(uris: tuple[str, ...], **params: Any) -> None:
     """Keep a table current with the objects under URI… (new and changed ones, exactly once)."""
+    from dreambolt.cli.logs import setup_logging
     from dreambolt.watch.metrics import WatchMetrics
     from dreambolt.watch.service import MetricsListener, WatchOptions
 
     err, _ = consoles()
+    verbose = click.get_current_context().find_root().params.get("verbose") or 0
+    setup_logging(max(1, verbose), json_lines=params["log_format"] == "json")  # a line a file
     table = _table(err, list(uris), params["table"])
     if params["lexical"] and params["queue"]:
         fail(err, "--lexical is for listing mode; with --queue, events say what is new", EXIT_USAGE)
