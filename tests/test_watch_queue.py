@@ -264,3 +264,55 @@ def test_keys_that_look_like_globs_and_objects_gone_since_their_event(
     assert {u.rsplit("/", 1)[1] for _, u in rows(db)} == {"data1.csv", "data[1] + more.csv"}
     assert [i for i, u in rows(db) if u.endswith("more.csv")] == [10, 11]
     assert [i for i, u in rows(db) if u.endswith("data1.csv")] == [0, 1, 2]  # not reloaded
+
+
+def test_a_transient_failure_gives_the_message_back_and_it_loads_later(
+    moto: MotoServer,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    db = tmp_path / "w.duckdb"
+    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
+    args = watch_args(db, bucket, queue_url, proxy.endpoint_url)
+    service = Service([*args, "--max-retries", "0"])
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    proxy.add_rule("slowdown", method="GET", path=r"/in/a\.csv$", times=1)  # S3 throttles once
+    put(s3, bucket, "in/a.csv", range(3))
+    service.wait_for(lambda: service.metric("dreambolt_watch_messages_returned_total") == 1, "back")
+    service.wait_for(lambda: service.metric(LOADED) == 1, "loaded on the next delivery")
+    service.wait_for(lambda: queues.count() == 0, "deleted")
+    assert service.metric('dreambolt_watch_files_total{status="failed"}') == 1
+    assert service.stop() == 0
+    assert [i for i, _ in rows(db)] == [0, 1, 2]
+
+
+def test_sigterm_mid_load_gives_the_message_back_at_once(
+    moto: MotoServer,
+    proxy: FaultProxy,
+    s3: Any,
+    bucket: str,
+    queues: Queues,
+    tmp_path: Path,
+    services: list[Service],
+) -> None:
+    db = tmp_path / "w.duckdb"
+    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
+    args = watch_args(db, bucket, queue_url, proxy.endpoint_url)
+    first = Service([*args, "--drain-timeout", "0.5s"])
+    services.append(first)
+    first.wait_for(lambda: started(first), "ready, the first listing done")
+    proxy.add_rule("delay", method="GET", path=r"/in/a\.csv$", delay=20, times=1)
+    put(s3, bucket, "in/a.csv", range(3))
+    first.wait_for(lambda: proxy.count("GET", path=r"/in/a\.csv$") >= 1, "the load begins")
+    assert first.stop() == 130  # the drain ran out: the message went back, not deleted
+    second = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
+    services.append(second)
+    second.wait_for(lambda: second.metric(LOADED) == 1, "received again, and loaded")
+    second.wait_for(lambda: queues.count() == 0, "deleted")
+    assert second.stop() == 0
+    assert [i for i, _ in rows(db)] == [0, 1, 2]

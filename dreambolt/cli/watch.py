@@ -140,7 +140,8 @@ def watch(uris: tuple[str, ...], **params: Any) -> None:
     if params["lexical"] and params["queue"]:
         fail(err, "--lexical is for listing mode; with --queue, events say what is new", EXIT_USAGE)
     metrics = WatchMetrics()
-    ingester = make_ingester(err, params, MetricsListener(metrics), None)
+    listener = MetricsListener(metrics, backlog=params["queue"] is None)
+    ingester = make_ingester(err, params, listener, None)
     options = WatchOptions(
         inputs=list(uris),
         table=table,

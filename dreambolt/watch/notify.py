@@ -43,6 +43,7 @@ log = logging.getLogger("dreambolt.watch")
 # Errors of a file that may pass: its message is given back to be tried again later.
 TRANSIENT = {"S3RateLimitError", "S3GenericError", "S3TimeoutError", "TimeoutError", "OSError"}
 _MAX_DELAY = 900  # seconds a message given back waits at most
+BACKLOG_EVERY = 15.0  # seconds between two reads of the queue's length
 
 
 class Notifications:
@@ -56,6 +57,7 @@ class Notifications:
         self.options = options
         self.metrics = metrics
         self._sources = [parse_s3_uri(u) for u in options.inputs if u.lower().startswith("s3")]
+        self._backlog_at = 0.0
 
     def watched(self, event: ObjectEvent) -> bool:
         """Whether an event names an object of the watched sources that the filters keep."""
@@ -70,6 +72,10 @@ class Notifications:
     async def receive(self) -> list[Message]:
         messages = await self.queue.receive()
         self.metrics.messages_received.inc(len(messages))
+        if time.monotonic() >= self._backlog_at:  # the backlog gauge, at most every 15 s
+            self._backlog_at = time.monotonic() + BACKLOG_EVERY
+            with contextlib.suppress(Exception):  # a gauge is not worth failing a batch
+                self.metrics.backlog.set(await self.queue.waiting() + len(messages))
         return messages
 
     async def handle(self, messages: Sequence[Message], stopping: asyncio.Event) -> bool:

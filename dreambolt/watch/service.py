@@ -62,11 +62,13 @@ class MetricsListener:
     """An Ingester `Listener` that keeps the metrics current as files finish."""
 
     metrics: WatchMetrics
+    backlog: bool = True  # the files of a poll are the backlog (listing mode; else messages)
     _waiting: int = field(default=0, init=False)
 
     def planned(self, files: int, total_bytes: int) -> None:
         self._waiting = files
-        self.metrics.backlog.set(files)
+        if self.backlog:
+            self.metrics.backlog.set(files)
 
     def started(self, uri: str, size: int) -> None:
         pass
@@ -76,7 +78,7 @@ class MetricsListener:
 
     def finished(self, result: FileResult) -> None:
         self.metrics.observe([result])
-        if result.status != "unchanged":
+        if result.status != "unchanged" and self.backlog:
             self._waiting = max(0, self._waiting - 1)
             self.metrics.backlog.set(self._waiting)
 

@@ -138,6 +138,15 @@ class Queue:
             for m in answer.get("Messages", [])
         ]
 
+    async def waiting(self) -> int:
+        """About how many messages wait to be received (SQS's approximate count)."""
+        answer = await self._call(
+            lambda: self._client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        )
+        return int(answer.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
     async def delete(self, message: Message) -> None:
         await self._call(
             lambda: self._client.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt)
