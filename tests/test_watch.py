@@ -210,3 +210,20 @@ def test_one_log_line_per_file_at_info_and_json_lines_for_shippers(
     assert all(set(e) >= {"time", "level", "logger", "message"} for e in lines)
     assert all(e["time"].endswith("+00:00") for e in lines)
     assert not [line for line in service.stderr[1:] if line.strip() and line[0] != "{"]
+
+
+def test_watch_into_a_delta_destination(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path, services: list[Service]
+) -> None:
+    import polars as pl
+
+    put(s3, bucket, "in/a.csv", range(3))
+    args = [f"s3://{bucket}/in/", "--db", f"delta:{tmp_path / 'lake'}", "--table", "t"]
+    service = Service([*args, "--endpoint-url", moto.endpoint_url, "--interval", "0.1s"])
+    services.append(service)
+    service.wait_for(lambda: service.metric(LOADED) == 1, "a.csv")
+    put(s3, bucket, "in/b.csv", range(3, 5))
+    service.wait_for(lambda: service.metric(LOADED) == 2, "b.csv")
+    assert service.stop() == 0
+    frame = pl.read_delta(str(tmp_path / "lake" / "t"))
+    assert sorted(frame["id"].to_list()) == [0, 1, 2, 3, 4]

@@ -316,3 +316,22 @@ def test_sigterm_mid_load_gives_the_message_back_at_once(
     second.wait_for(lambda: queues.count() == 0, "deleted")
     assert second.stop() == 0
     assert [i for i, _ in rows(db)] == [0, 1, 2]
+
+
+def test_without_a_dead_letter_queue_a_warning_at_start_and_poison_is_logged_and_deleted(
+    moto: MotoServer, s3: Any, bucket: str, tmp_path: Path, services: list[Service]
+) -> None:
+    sqs = moto.client("sqs")
+    queues = Queues(sqs, f"nodlq-{bucket}", dlq=False)
+    notify(s3, bucket, queues)
+    service = Service(watch_args(tmp_path / "w.duckdb", bucket, queues.url, moto.endpoint_url))
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    sqs.send_message(QueueUrl=queues.url, MessageBody='{"Records": [{"eventSource": "x"}]}')
+    service.wait_for(lambda: queues.count() == 0, "the poison message deleted")
+    assert service.metric("dreambolt_watch_messages_dead_lettered_total") == 1
+    assert service.stop() == 0
+    log = "".join(service.stderr)
+    assert "has no redrive policy" in log
+    assert "can never be parsed, deleted (no dead-letter queue)" in log
+    sqs.close()
