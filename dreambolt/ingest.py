@@ -266,14 +266,15 @@ class Ingester:
         format: str | None = None,
         dry_run: bool = False,
         columns: Sequence[str] | None = None,
-        allow_empty: bool = False,
+        polling: bool = False,
     ) -> IngestReport:
         """Load every file the URIs name into `table`, exactly once; returns the per-file report.
 
         With `columns`, only those columns of each file (and the lineage columns); a file
         without one of them is skipped with a `FormatError` naming the columns it has.
-        With `allow_empty`, a prefix or glob that matches nothing is no failure; a `Source` (an
-        object listed or HEADed already) is loaded as it is, not looked up again (a service).
+        `polling` (a service's poll): a prefix that matches nothing is no failure, and files
+        found unchanged are reported but not recorded in the ledger again. A `Source` (listed or
+        HEADed already) is loaded as it is, not looked up again.
 
         Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
         and S3AuthError when there are no credentials at all (every file would fail alike).
@@ -295,14 +296,14 @@ class Ingester:
         self.last_report = report
         opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
         sink, sources, failures = await expanded(
-            opening, inputs, self.client, include, exclude, allow_empty
+            opening, inputs, self.client, include, exclude, polling
         )
         budget = ByteBudget(self.memory_budget)
         run = Run(table, uuid.uuid4().hex, report, Path(), budget, limits=self.limits)
         run.rebuild = mode == "replace"  # done by the first file that loads, in its transaction
         writer = Writer(sink, self._db, self.listener)
         loaded = {} if mode == "replace" else await self._db(sink.loaded, table)
-        todo = await triage(run, writer, sources, failures, loaded, dry_run, self.on_error)
+        todo = await triage(run, writer, sources, failures, loaded, dry_run, self.on_error, polling)
         await self._embedding(run, sink)
         try:
             if self.executor is not None and todo and not dry_run:

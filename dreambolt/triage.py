@@ -52,26 +52,27 @@ async def triage(
     loaded: dict[str, str | None],
     dry_run: bool,
     on_error: Literal["skip", "abort"],
+    polling: bool = False,
 ) -> list[Source]:
-    """Settle the files loaded already and the inputs that failed; the files to load."""
+    """Settle the files loaded already and the inputs that failed; the files to load. When
+    `polling` (a service), unchanged files are not recorded in the ledger at every poll."""
     todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
     pending = {s.uri for s in todo}
     table = run.table
-    await writer.settle(
-        run,
-        [
-            *(
-                FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
-                for src in sources
-                if src.uri not in pending
-            ),
-            *(
-                FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
-                for shown, exc in failures
-            ),
-        ],
-        dry_run,
-    )
+    unchanged = [
+        FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)
+        for src in sources
+        if src.uri not in pending
+    ]
+    failed = [
+        FileResult(shown, status_of(exc), error=ErrorInfo.of(exc), table=table)
+        for shown, exc in failures
+    ]
+    if polling:
+        await writer.settle(run, unchanged, dry_run=True)  # reported, not recorded
+        await writer.settle(run, failed, dry_run)
+    else:
+        await writer.settle(run, unchanged + failed, dry_run)
     if failures and on_error == "abort" and not dry_run:
         # An input that could not be expanded is the first failure: nothing more is fetched.
         run.report.aborted = True

@@ -52,7 +52,9 @@ def test_new_changed_and_identical_objects_load_once_with_metrics(
     assert service.stop() == 0
     with duckdb.connect(str(db), read_only=True) as con:
         ids = sorted(r[0] for r in con.execute("SELECT id FROM t").fetchall())
+        ledger = con.execute("SELECT status, count(*) FROM _dreambolt_loads GROUP BY 1").fetchall()
     assert ids == [*range(10, 13), *range(20, 23), *range(30, 33), *range(100, 104)]
+    assert ledger == [("loaded", 5)]  # polls that found files unchanged add no ledger rows
 
 
 def test_sigterm_mid_load_lets_the_load_commit_then_exits_0(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,3 +337,20 @@ def test_without_a_dead_letter_queue_a_warning_at_start_and_poison_is_logged_and
     assert "has no redrive policy" in log
     assert "can never be parsed, deleted (no dead-letter queue)" in log
     sqs.close()
+
+
+def test_a_queue_that_cannot_be_used_stops_the_service_with_exit_3(
+    moto: MotoServer, bucket: str, tmp_path: Path
+) -> None:
+    missing = f"{moto.endpoint_url}/{ACCOUNT}/no-such-queue"
+    args = watch_args(tmp_path / "w.duckdb", bucket, missing, moto.endpoint_url)
+    done = subprocess.run(
+        [sys.executable, "-m", "dreambolt", "watch", *args, "--max-retries", "0"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert f"cannot use the SQS queue {missing}" in done.stderr
+    assert "Traceback" not in done.stderr

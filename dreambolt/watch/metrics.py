@@ -49,7 +49,6 @@ class WatchMetrics:
         self.rows = counter("rows", "rows loaded")
         self.bytes = counter("bytes", "bytes of the files loaded")
         self.polls = counter("polls", "listings of the sources (listing mode and backfills)")
-        self.list_calls = counter("list_calls", "S3 LIST requests made by the listings")
         self.backlog = gauge("backlog", "files (or messages) seen and not yet done")
         self.lag = gauge("lag_seconds", "seconds from the last loaded object's write to its commit")
         self.last_commit = gauge(

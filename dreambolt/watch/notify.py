@@ -156,7 +156,7 @@ class Notifications:
         opts = self.options
         load = asyncio.ensure_future(
             self.ingester.ingest(
-                list(uris), table=opts.table, format=opts.format, columns=opts.columns
+                list(uris), table=opts.table, format=opts.format, columns=opts.columns, polling=True
             )
         )
         heartbeat = asyncio.ensure_future(self._keep_hidden(messages))

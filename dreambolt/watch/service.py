@@ -185,7 +185,7 @@ class Watcher:
                 exclude=opts.exclude,
                 format=opts.format,
                 columns=opts.columns,
-                allow_empty=True,  # a watched prefix may be empty for a while
+                polling=True,  # an empty prefix is no failure; unchanged is not recorded again
             )
         )
         if not await finish_or_drain(poll, self._stopping, opts.drain_timeout):

@@ -20,14 +20,20 @@ from urllib.parse import urlsplit
 from aiobotocore.config import AioConfig
 
 from dreambolt.backoff import Backoff
+from dreambolt.errors import DreamBoltError, redact
 from dreambolt.s3.options import S3Options
 from dreambolt.s3.session import new_session
 
-__all__ = ["Message", "Queue"]
+__all__ = ["Message", "Queue", "QueueError"]
 
 log = logging.getLogger("dreambolt.watch")
 T = TypeVar("T")
 _THROTTLED = {"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable"}
+
+
+class QueueError(DreamBoltError):
+    """The queue cannot be used: it does not exist, the credentials may not use it, or SQS
+    kept failing. The service stops (exit 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,13 @@ class Message:
     receipt: str
     body: str
     receive_count: int  # how often SQS has handed it out, this time included
+
+
+def _describe(exc: BaseException) -> str:
+    """An error's code and message, without request details, redacted."""
+    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    text = f"{error.get('Code', '')} {error.get('Message', '')}".strip() if error else str(exc)
+    return redact(text or type(exc).__name__)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -90,9 +103,16 @@ class Queue:
         await self._stack.aclose()
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        async for attempt in self._backoff.retrying(retry=_transient):
-            with attempt:
-                return await fn()
+        try:
+            async for attempt in self._backoff.retrying(retry=_transient):
+                with attempt:
+                    return await fn()
+        except Exception as exc:  # botocore's and aiohttp's, after the retries
+            raise QueueError(
+                f"cannot use the SQS queue {self.url}: {_describe(exc)}; check --queue, the "
+                "region and that the credentials may use it (sqs:ReceiveMessage, "
+                "sqs:DeleteMessage, sqs:ChangeMessageVisibility, sqs:GetQueueAttributes)"
+            ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_attributes(self) -> None:
