@@ -37,6 +37,10 @@ NOT_API = {
     "UInt64": "polars dtype",
     "DeltaTable": "deltalake's table class (Lakehouse: reading the result)",
     "Client": "Dask distributed's client (README: Scale-out)",
+    "Object": "EventBridge detail-type (README: Running as a service)",
+    "Recreate": "Kubernetes Deployment strategy",
+    "StartAfter": "S3 ListObjectsV2 parameter",
+    "TimeoutStopSec": "systemd unit setting",
     "ProcessPoolExecutor": "concurrent.futures",
 }
 
