@@ -4,6 +4,8 @@ on a local root and on a moto S3 root."""
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -326,3 +328,41 @@ def test_a_store_that_ignores_conditional_writes_is_refused_at_the_first_write(
     # moto itself honours the header: the same root is written
     sink = open_sink(f"delta:s3://{bucket}/lake", s3=S3Options(endpoint_url=moto.endpoint_url))
     assert [w.rows for w in sink.write_many("t", files, run_id="r1")] == [1]
+
+
+def test_renewed_temporary_credentials_reach_the_delta_writes(
+    moto: MotoServer, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A profile whose credential_process hands out a new key each time, expiring in a minute:
+    # botocore renews it at every use, as it would an hour-long role session near its end.
+    # (Straight to moto: delta-rs holds the GIL in some S3 reads, which would starve the
+    # in-process fault proxy.)
+    counter = tmp_path / "issued"
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import json, pathlib, datetime\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60)\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': f'AKIDROTATING{n:04}',\n"
+        "  'SecretAccessKey': f'secret-{n}', 'SessionToken': f'token-{n}',\n"
+        "  'Expiration': end.isoformat()}))\n"
+    )
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile rotating]\ncredential_process = {sys.executable} {script}\nregion = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    options = S3Options(endpoint_url=moto.endpoint_url, profile="rotating")
+    sink = open_sink(f"delta:s3://{bucket}/lake", s3=options)
+    assert isinstance(sink, DeltaSink) and sink.root.storage is not None
+    frame = pl.DataFrame({"id": [1]})
+    sink.write_many("t", [FileWrite("s3://src/a.csv", "e1", 1, frame)], run_id="r1")
+    first = sink.root.storage["AWS_ACCESS_KEY_ID"]
+    sink.write_many("t", [FileWrite("s3://src/b.csv", "e1", 1, frame)], run_id="r2")
+    second = sink.root.storage["AWS_ACCESS_KEY_ID"]
+    assert re.fullmatch(r"AKIDROTATING\d{4}", first) and second > first  # renewed, in use
+    assert sink.root.storage["AWS_SESSION_TOKEN"].startswith("token-")
+    assert sink.loaded("t") == {"s3://src/a.csv": "e1", "s3://src/b.csv": "e1"}
+    assert int(counter.read_text()) >= 3

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import NoReturn, TypeVar
 
 import pyarrow as pa
-from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from dreambolt.errors import SinkError, redact
@@ -54,9 +54,14 @@ class Tables:
     def __init__(self, root: DeltaRoot) -> None:
         self.root = root
         self._open: dict[str, DeltaTable] = {}
+        self._credentials = root.refreshed()
 
     def snapshot(self, name: str) -> DeltaTable | None:
         """The table `name` at its latest version, or None if it does not exist yet."""
+        changed = self.root.refreshed()
+        if changed != self._credentials:  # renewed credentials: tables are opened again
+            self._open.clear()
+            self._credentials = changed
         uri = self.root.table_uri(name)
         table = self._open.get(uri)
         if table is not None:
@@ -113,8 +118,17 @@ def create_empty(tables: Tables, name: str, schema: pa.Schema) -> NoReturn:
 
 
 def query(table: DeltaTable, sql: str) -> pa.Table:
-    """Run `sql` (the table is `t`) on the table's current snapshot."""
-    return pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
+    """Run `sql` (the table is `t`) on the table's current snapshot.
+
+    DuckDB runs it over the snapshot's Arrow dataset (columns and filters pushed down to the
+    Parquet files): delta-rs's own engine (`QueryBuilder`) holds the GIL while it waits on
+    S3, which would stall the event loop's downloads for as long."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")  # timestamps come back as the table holds them
+        con.register("t", table.to_pyarrow_dataset())
+        return con.sql(sql).to_arrow_table()
 
 
 def sql_string(value: str) -> str:

@@ -28,9 +28,34 @@ from dreambolt.sinks.names import DELTA_PREFIX
 if TYPE_CHECKING:
     from dreambolt.s3.options import S3Options
 
-__all__ = ["DeltaRoot", "open_root", "parse_root", "storage_options"]
+__all__ = ["Credentials", "DeltaRoot", "open_root", "parse_root", "storage_options"]
 
 _EXAMPLE = "e.g. --db delta:s3://lake/analytics or --db delta:./lake"
+
+
+@dataclass
+class Credentials:
+    """The AWS credentials a root's storage options carry: botocore's, read again at each
+    use (cheap; botocore refreshes temporary ones before they expire)."""
+
+    source: Any  # botocore Credentials (RefreshableCredentials for roles, SSO, IRSA)
+    changes: int = 0
+
+    def refresh(self, storage: dict[str, str]) -> int:
+        frozen = self.source.get_frozen_credentials()
+        fresh = {
+            "AWS_ACCESS_KEY_ID": frozen.access_key or "",
+            "AWS_SECRET_ACCESS_KEY": frozen.secret_key or "",
+        }
+        if frozen.token:
+            fresh["AWS_SESSION_TOKEN"] = frozen.token
+        if any(storage.get(k) != v for k, v in fresh.items()):
+            register_secret(frozen.secret_key)
+            register_secret(frozen.token)
+            storage.pop("AWS_SESSION_TOKEN", None)
+            storage.update(fresh)
+            self.changes += 1
+        return self.changes
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,15 @@ class DeltaRoot:
     uri: str
     storage: dict[str, str] | None = field(default=None, repr=False, compare=False)
     probe: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    credentials: Credentials | None = field(default=None, repr=False, compare=False)
+
+    def refreshed(self) -> int:
+        """Bring the storage options' credentials up to date (temporary ones, from a role, SSO
+        or a web identity, are renewed by botocore as they near expiry); the number of times
+        they changed, so that tables opened with older ones are opened again."""
+        if self.credentials is None or self.storage is None:
+            return 0
+        return self.credentials.refresh(self.storage)
 
     @property
     def local(self) -> bool:
@@ -115,7 +149,9 @@ def open_root(db: str, s3: S3Options | None = None) -> DeltaRoot:
     )
     if reach(session, storage, uri, db):
         raise _is_a_table(db)
-    return DeltaRoot(db, uri, storage, lambda: probe(session, storage, uri, db))
+    creds = session.get_credentials()  # the same object: botocore caches it per session
+    held = Credentials(creds) if creds is not None else None
+    return DeltaRoot(db, uri, storage, lambda: probe(session, storage, uri, db), held)
 
 
 def storage_options(
