@@ -258,12 +258,14 @@ def test_keys_that_look_like_globs_and_objects_gone_since_their_event(
     put(s3, bucket, "in/data1.csv", range(3))  # what the glob `data[1].csv` would match
     service.wait_for(lambda: service.metric(LOADED) == 1, "data1")
     put(s3, bucket, "in/data[1] + more.csv", range(10, 12))  # the key itself, encoded in events
+    put(s3, bucket, "in/what?#x%41.csv", range(30, 32))  # URI-looking characters, kept as is
     gone = {"Records": [_record(bucket, "in/gone.csv")]}  # an object deleted since its event
     queues.sqs.send_message(QueueUrl=queues.url, MessageBody=json.dumps(gone))
     service.wait_for(lambda: queues.count() == 0, "every message deleted")
     assert service.metric('dreambolt_watch_files_total{status="skipped"}') == 0
     assert service.stop() == 0
-    assert {u.rsplit("/", 1)[1] for _, u in rows(db)} == {"data1.csv", "data[1] + more.csv"}
+    names = {u.rsplit("/", 1)[1] for _, u in rows(db)}
+    assert names == {"data1.csv", "data[1] + more.csv", "what?#x%41.csv"}
     assert [i for i, u in rows(db) if u.endswith("more.csv")] == [10, 11]
     assert [i for i, u in rows(db) if u.endswith("data1.csv")] == [0, 1, 2]  # not reloaded
 

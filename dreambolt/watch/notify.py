@@ -58,6 +58,7 @@ class Notifications:
         self.metrics = metrics
         self._sources = [parse_s3_uri(u) for u in options.inputs if u.lower().startswith("s3")]
         self._backlog_at = 0.0
+        self._targets: dict[str, S3Uri] = {}  # uri -> the object an event named
 
     def watched(self, event: ObjectEvent) -> bool:
         """Whether an event names an object of the watched sources that the filters keep."""
@@ -118,7 +119,7 @@ class Notifications:
 
         async def head(uri: str) -> Source | str | None:
             try:
-                info = await client.head(uri)
+                info = await client.head(self._targets.pop(uri, uri))
             except S3NotFoundError:
                 log.info("%s: gone since its event, nothing to load", uri)
                 return None
@@ -143,11 +144,14 @@ class Notifications:
         if decoded.test_event:
             await self._delete(message)
             return None
-        return [
-            (str(S3Uri(e.bucket, e.key)), e.event_time.timestamp() if e.event_time else 0.0)
-            for e in decoded.events
-            if self.watched(e)
-        ]
+        found = []
+        for event in decoded.events:
+            if self.watched(event):
+                target = S3Uri(event.bucket, event.key)  # as it is: never parsed from text
+                self._targets[str(target)] = target
+                at = event.event_time.timestamp() if event.event_time else 0.0
+                found.append((str(target), at))
+        return found
 
     async def _load(
         self, messages: Sequence[Message], uris: Sequence[Source | str], stopping: asyncio.Event
