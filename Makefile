@@ -59,6 +59,7 @@ bench: $(VENV)/.test
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_embed.py  # S5: 20,000 texts against the fake OpenAI server
 	$(BIN)/python scripts/bench_delta.py $(BENCH_DELTA_ARGS)  # Delta vs DuckDB: commits, time per commit
+	$(BIN)/python scripts/bench_cluster.py $(BENCH_CLUSTER_ARGS)  # S6: --workers 1, 2, 4 vs one process, into Delta
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -38,7 +38,7 @@ from typing import Any
 import bench_data
 from bench_data import DataInfo
 from bench_processes import SETTINGS, bench_server, child_env, stop
-from bench_report import load, machine, revision
+from bench_report import cell, load, machine, median_of, revision
 from bench_tools import KEY, REGION, SECRET
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,31 +265,23 @@ def measure(
     return results
 
 
-def _median(values: Sequence[float | int | None]) -> float | None:
-    known = [float(v) for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _row(shape: str, leg: str, runs: list[Result], expected: int, base: float | None) -> str:
     failed = [r.error for r in runs if r.error]
     if failed:
         return f"| {shape} | {leg} | {failed[0]} | | | | | | | | | |"
-    wall, commits = _median([r.wall for r in runs]), _median([r.data_commits for r in runs])
+    wall, commits = median_of([r.wall for r in runs]), median_of([r.data_commits for r in runs])
     spread = sorted({r.data_commits for r in runs if r.data_commits is not None})
-    shown_commits = _fmt(commits, ".0f") + (f" ({spread[0]}–{spread[-1]})" if spread[1:] else "")
+    shown_commits = cell(commits, ".0f") + (f" ({spread[0]}–{spread[-1]})" if spread[1:] else "")
     rows = {r.rows for r in runs} | {r.table_rows for r in runs}
     shown_rows = f"{expected:,}" if rows == {expected} else f"**{sorted(map(str, rows))}**"
     per_commit = wall / commits if wall is not None and commits else None
     vs = f"{wall / base:.2f}×" if wall is not None and base and leg in BASELINE else "–"
     return (
-        f"| {shape} | {leg} | {_fmt(wall, '.2f')} | {vs} | {_median([r.cpu for r in runs]):.2f} | "
+        f"| {shape} | {leg} | {cell(wall, '.2f')} | {vs} | "
+        f"{median_of([r.cpu for r in runs]):.2f} | "
         f"{max(r.rss_mib for r in runs):.0f} | {shown_rows} | {shown_commits} | "
-        f"{_fmt(_median([r.ledger_commits for r in runs]), '.0f')} | {_fmt(per_commit, '.3f')} | "
-        f"{_fmt(_median([r.interval_s for r in runs]), '.3f')} | "
+        f"{cell(median_of([r.ledger_commits for r in runs]), '.0f')} | {cell(per_commit, '.3f')} | "
+        f"{cell(median_of([r.interval_s for r in runs]), '.3f')} | "
         f"{' / '.join(f'{r.wall:.2f}' for r in runs)} |"
     )
 
@@ -305,7 +297,7 @@ def table(results: Results, data: dict[str, DataInfo]) -> str:
     for shape, legs in results.items():
         for leg, runs in legs.items():
             base_runs = legs.get(BASELINE.get(leg, ""), [])
-            base = _median([r.wall for r in base_runs if r.error is None])
+            base = median_of([r.wall for r in base_runs if r.error is None])
             lines.append(_row(shape, leg, runs, data[shape].rows, base))
     return "\n".join(head + lines) + "\n"
 

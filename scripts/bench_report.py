@@ -9,8 +9,10 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +48,17 @@ Results = dict[str, Cells]  # setting → shape → entry → tool → runs
 
 
 # --- the report --------------------------------------------------------------------------
+
+
+def median_of(values: Sequence[float | int | None]) -> float | None:
+    """The median of the values known (None where none is)."""
+    known = [float(v) for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def cell(value: float | None, spec: str) -> str:
+    """A table cell: the value formatted, or a dash."""
+    return "–" if value is None else format(value, spec)
 
 
 def _version(name: str) -> str:
