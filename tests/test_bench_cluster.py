@@ -13,21 +13,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import bench_data
-from bench_cluster import (
+from bench_cluster import _server_process, efficiency, failures, parse_args, reading, report, table
+from bench_cluster_measure import (
     SINGLE,
     Result,
-    _server_process,
     check_report,
-    efficiency,
-    failures,
     legs_of,
     measure,
-    parse_args,
-    reading,
-    report,
     run_ingest,
     shape_of,
-    table,
 )
 from bench_data import DataInfo
 from bench_processes import bench_server, child_env

@@ -89,6 +89,22 @@ def watch_args(db: Path, bucket: str, queue: str, endpoint: str) -> list[str]:
     ]
 
 
+def start(services: list[Service], args: list[str]) -> Service:
+    """A `dreambolt watch` service, ready and past its first listing."""
+    service = Service(args)
+    services.append(service)
+    service.wait_for(lambda: started(service), "ready, the first listing done")
+    return service
+
+
+def via_proxy(
+    moto: MotoServer, proxy: FaultProxy, queues: Queues, db: Path, bucket: str
+) -> list[str]:
+    """The watch arguments with S3 and SQS both reached through the fault proxy."""
+    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
+    return watch_args(db, bucket, queue_url, proxy.endpoint_url)
+
+
 def rows(db: Path) -> list[tuple[int, str]]:
     with duckdb.connect(str(db), read_only=True) as con:
         found = con.execute("SELECT id, _source_uri FROM t ORDER BY id").fetchall()
@@ -104,9 +120,7 @@ def test_put_overwrite_duplicates_and_multipart_load_every_row_once(
     services: list[Service],
 ) -> None:
     db = tmp_path / "w.duckdb"
-    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    service = start(services, watch_args(db, bucket, queues.url, moto.endpoint_url))
     put(s3, bucket, "in/a.csv", range(0, 3))
     put(s3, bucket, "in/b.csv", range(10, 13))
     put(s3, bucket, "in/skip.txt", range(1))  # filtered out by --include: deleted, not loaded
@@ -159,9 +173,7 @@ def test_poison_to_the_dead_letter_queue_and_an_unreadable_object_is_failed_and_
     services: list[Service],
 ) -> None:
     db = tmp_path / "w.duckdb"
-    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    service = start(services, watch_args(db, bucket, queues.url, moto.endpoint_url))
     queues.sqs.send_message(QueueUrl=queues.url, MessageBody="{not json")
     s3.put_object(Bucket=bucket, Key="in/bad.csv", Body=b"id,v\n1,2,3,4\n\x00\xff")
     put(s3, bucket, "in/good.csv", range(3))
@@ -193,10 +205,7 @@ def test_a_slow_object_is_not_received_twice(
     notify(s3, bucket, queues)
     proxy.add_rule("delay", method="GET", path=r"/in/slow\.csv$", delay=8)  # > visibility
     db = tmp_path / "w.duckdb"
-    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
-    service = Service(watch_args(db, bucket, queue_url, proxy.endpoint_url))
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    service = start(services, via_proxy(moto, proxy, queues, db, bucket))
     put(s3, bucket, "in/slow.csv", range(5))
     service.wait_for(lambda: service.metric(LOADED) == 1, "the slow object")
     service.wait_for(lambda: queues.count() == 0, "its message deleted")
@@ -225,10 +234,7 @@ def test_a_crash_after_commit_before_delete_ends_unchanged_and_deleted(
 
     proxy.add_rule("call", method="POST", fn=hang_deletes)
     db = tmp_path / "w.duckdb"
-    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
-    first = Service(watch_args(db, bucket, queue_url, proxy.endpoint_url))
-    services.append(first)
-    first.wait_for(lambda: started(first), "ready, the first listing done")
+    first = start(services, via_proxy(moto, proxy, queues, db, bucket))
     put(s3, bucket, "in/a.csv", range(3))
     first.wait_for(lambda: first.metric(LOADED) == 1, "loaded (its delete now hangs)")
     first.proc.send_signal(signal.SIGKILL)
@@ -252,9 +258,7 @@ def test_keys_that_look_like_globs_and_objects_gone_since_their_event(
     services: list[Service],
 ) -> None:
     db = tmp_path / "w.duckdb"
-    service = Service(watch_args(db, bucket, queues.url, moto.endpoint_url))
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    service = start(services, watch_args(db, bucket, queues.url, moto.endpoint_url))
     put(s3, bucket, "in/data1.csv", range(3))  # what the glob `data[1].csv` would match
     service.wait_for(lambda: service.metric(LOADED) == 1, "data1")
     put(s3, bucket, "in/data[1] + more.csv", range(10, 12))  # the key itself, encoded in events
@@ -280,11 +284,8 @@ def test_a_transient_failure_gives_the_message_back_and_it_loads_later(
     services: list[Service],
 ) -> None:
     db = tmp_path / "w.duckdb"
-    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
-    args = watch_args(db, bucket, queue_url, proxy.endpoint_url)
-    service = Service([*args, "--max-retries", "0"])
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    args = via_proxy(moto, proxy, queues, db, bucket)
+    service = start(services, [*args, "--max-retries", "0"])
     proxy.add_rule("slowdown", method="GET", path=r"/in/a\.csv$", times=1)  # S3 throttles once
     put(s3, bucket, "in/a.csv", range(3))
     service.wait_for(lambda: service.metric("dreambolt_watch_messages_returned_total") == 1, "back")
@@ -305,11 +306,8 @@ def test_sigterm_mid_load_gives_the_message_back_at_once(
     services: list[Service],
 ) -> None:
     db = tmp_path / "w.duckdb"
-    queue_url = queues.url.replace(moto.endpoint_url, proxy.endpoint_url)
-    args = watch_args(db, bucket, queue_url, proxy.endpoint_url)
-    first = Service([*args, "--drain-timeout", "0.5s"])
-    services.append(first)
-    first.wait_for(lambda: started(first), "ready, the first listing done")
+    args = via_proxy(moto, proxy, queues, db, bucket)
+    first = start(services, [*args, "--drain-timeout", "0.5s"])
     proxy.add_rule("delay", method="GET", path=r"/in/a\.csv$", delay=20, times=1)
     put(s3, bucket, "in/a.csv", range(3))
     first.wait_for(lambda: proxy.count("GET", path=r"/in/a\.csv$") >= 1, "the load begins")
@@ -328,9 +326,9 @@ def test_without_a_dead_letter_queue_a_warning_at_start_and_poison_is_logged_and
     sqs = moto.client("sqs")
     queues = Queues(sqs, f"nodlq-{bucket}", dlq=False)
     notify(s3, bucket, queues)
-    service = Service(watch_args(tmp_path / "w.duckdb", bucket, queues.url, moto.endpoint_url))
-    services.append(service)
-    service.wait_for(lambda: started(service), "ready, the first listing done")
+    service = start(
+        services, watch_args(tmp_path / "w.duckdb", bucket, queues.url, moto.endpoint_url)
+    )
     sqs.send_message(QueueUrl=queues.url, MessageBody='{"Records": [{"eventSource": "x"}]}')
     service.wait_for(lambda: queues.count() == 0, "the poison message deleted")
     assert service.metric("dreambolt_watch_messages_dead_lettered_total") == 1
