@@ -27,6 +27,7 @@ from motoserver import MotoServer
 from polars.testing import assert_frame_equal
 
 from dreambolt.errors import SinkError
+from dreambolt.formats.read import BLOCK_BYTES
 from dreambolt.ingest import Ingester
 from dreambolt.report import FileResult, IngestReport
 from dreambolt.s3.options import S3Options
@@ -487,8 +488,11 @@ async def test_big_object_is_spooled_and_memory_stays_bounded(
         moto.endpoint_url, s3, bucket, tmp_path, monkeypatch, 1_400_000
     )
     assert larger > 2 * size - (1 << 20)
-    # Memory does not grow with the file: twice the bytes, the same peak (within 4 MiB).
-    assert larger_peak < peak + (4 << 20), (peak, larger_peak)
+    # Memory does not grow with the file: twice the bytes, the same peak within one text block.
+    # Whether one more block is still alive at the peak depends on timing (CI saw +4.0 MiB on a
+    # busy machine); a reader that held the text would add the whole difference, over 21 MiB.
+    assert (larger - size) / 2 > BLOCK_BYTES
+    assert larger_peak < peak + BLOCK_BYTES, (peak, larger_peak)
     # What it is bounded by today is NOT "well under the file size" for a 20 MB file: about
     # 4 x formats.BLOCK_BYTES of text blocks alive at once, plus botocore's S3 model (~12 MiB).
     assert peak < 64 << 20, f"peak traced allocation {peak:,} B for a {size:,} B file"
