@@ -279,13 +279,13 @@ def test_an_executor_needs_a_delta_destination_and_a_named_embedder(tmp_path: An
             Ingester(db=f"delta:{tmp_path}", executor=pool, embed=object())  # type: ignore[arg-type]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dreambolt", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env=dict(os.environ),
+        env={**os.environ, **env},
     )
 
 
@@ -335,8 +335,10 @@ def test_cli_unreachable_scheduler_is_exit_3(tmp_path: Path) -> None:
         f"delta:{tmp_path}/lake2",
         "--cluster",
         f"tcp://127.0.0.1:{port}",
+        DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="3s",  # Dask's own setting bounds the wait
     )
     assert done.returncode == 3 and "cannot reach the Dask scheduler" in done.stderr, done.stderr
+    assert "after 3 s" in done.stderr, done.stderr
 
 
 async def test_abort_stops_at_the_first_bad_file_and_submits_no_more(

@@ -77,7 +77,9 @@ def executor_for(err: Console, params: dict[str, Any]) -> Iterator[Any | None]:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if cluster is not None:
         try:
-            client = Client(cluster, timeout="15s")
+            # Dask's own connect timeout (distributed.comm.timeouts.connect, 30 s by default;
+            # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s sets it) bounds the wait.
+            client = Client(cluster)
         except (OSError, TimeoutError, ValueError) as exc:
             fail(
                 err,
