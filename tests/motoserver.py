@@ -31,6 +31,13 @@ REGION = "us-east-1"
 READ_ACTIONS: tuple[str, ...] = ("s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation")
 
 
+def untraced(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a helper server that runs no dreambolt code: without the variables that make
+    coverage measure every Python subprocess (pyproject's `patch = subprocess`), which would only
+    slow the server down."""
+    return {k: v for k, v in env.items() if not k.startswith("COVERAGE_PROCESS_")}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a loopback port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -79,7 +86,7 @@ class MotoServer:
         if self._proc is not None:
             return
         exe = Path(sys.executable).parent / "moto_server"
-        env = dict(os.environ)
+        env = untraced(dict(os.environ))
         # Custom endpoints make moto treat the request host as a virtual-hosted bucket name.
         env.pop("MOTO_S3_CUSTOM_ENDPOINTS", None)
         env.update(self._extra_env)

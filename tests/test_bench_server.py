@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import polars as pl
 import pytest
 from botocore.client import Config
 from botocore.exceptions import ClientError
+from motoserver import untraced
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_server.py"
 MANY = [f"many/{i % 7}/{i:05d}.txt" for i in range(2500)]
@@ -28,7 +30,9 @@ class Server:
         port_file = root.parent / f"{root.name}.port"
         args = [sys.executable, str(SCRIPT), "--root", str(root), "--port", "0"]
         args += ["--port-file", str(port_file), *flags]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, env=untraced(dict(os.environ))
+        )
         deadline = time.monotonic() + 15
         while not port_file.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
