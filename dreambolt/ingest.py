@@ -36,7 +36,7 @@ from dreambolt.sinks import Sink, open_sink
 from dreambolt.sinks.names import validate_table_name
 from dreambolt.sources import Source, default_table_name, expand
 from dreambolt.spool import open_spool
-from dreambolt.triage import expanded, triage
+from dreambolt.triage import Polling, expanded, triage
 from dreambolt.write import Run, Writer
 
 __all__ = ["Ingester"]
@@ -150,9 +150,8 @@ class Ingester:
             return self._client
         async with self._client_lock:
             if self._client is None:
-                # Ingesting is mostly latency-bound (many objects, ~20 ms to first byte each,
-                # ~60-90 MB/s per connection), so its own client keeps more requests in flight
-                # than S3Client's general default.
+                # Ingesting is mostly latency-bound (many objects, ~20 ms to first byte each):
+                # its own client keeps more requests in flight than S3Client's default.
                 client = S3Client.from_options(self.s3_options, INGEST_CONCURRENCY)
                 await client.__aenter__()
                 self._client, self._own_client = client, True
@@ -266,15 +265,15 @@ class Ingester:
         format: str | None = None,
         dry_run: bool = False,
         columns: Sequence[str] | None = None,
-        polling: bool = False,
+        polling: bool | Polling = False,
     ) -> IngestReport:
         """Load every file the URIs name into `table`, exactly once; returns the per-file report.
 
         With `columns`, only those columns of each file (and the lineage columns); a file
         without one of them is skipped with a `FormatError` naming the columns it has.
         `polling` (a service's poll): a prefix that matches nothing is no failure, and files
-        found unchanged are reported but not recorded in the ledger again. A `Source` (listed or
-        HEADed already) is loaded as it is, not looked up again.
+        found unchanged are reported but not recorded in the ledger again (a `triage.Polling`
+        also holds files back). A `Source` (listed or HEADed already) is loaded as it is.
 
         Raises InvalidS3UriError for unusable input, SinkError when the database cannot be used,
         and S3AuthError when there are no credentials at all (every file would fail alike).
@@ -296,7 +295,7 @@ class Ingester:
         self.last_report = report
         opening = asyncio.ensure_future(self.sink())  # on the database thread, meanwhile
         sink, sources, failures = await expanded(
-            opening, inputs, self.client, include, exclude, polling
+            opening, inputs, self.client, include, exclude, bool(polling)
         )
         budget = ByteBudget(self.memory_budget)
         run = Run(table, uuid.uuid4().hex, report, Path(), budget, limits=self.limits)

@@ -3,7 +3,8 @@ which inputs failed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from dreambolt.errors import S3NotFoundError
@@ -14,7 +15,15 @@ from dreambolt.sources import Source, expand
 from dreambolt.sources.inputs import ClientFactory
 from dreambolt.write import Run, Writer
 
-__all__ = ["expanded", "triage"]
+__all__ = ["Polling", "expanded", "triage"]
+
+
+@dataclass(frozen=True)
+class Polling:
+    """A service's poll, as `ingest(polling=True)`, which leaves the files `hold` picks for a
+    later poll: not fetched and not reported (a file refused recently, `watch.refusals`)."""
+
+    hold: Callable[[Source], bool]
 
 
 async def expanded(
@@ -52,12 +61,14 @@ async def triage(
     loaded: dict[str, str | None],
     dry_run: bool,
     on_error: Literal["skip", "abort"],
-    polling: bool = False,
+    polling: bool | Polling = False,
 ) -> list[Source]:
     """Settle the files loaded already and the inputs that failed; the files to load. When
     `polling` (a service), unchanged files are not recorded in the ledger at every poll."""
     todo = [s for s in sources if s.etag is None or loaded.get(s.uri) != s.etag]
     pending = {s.uri for s in todo}
+    if isinstance(polling, Polling):
+        todo = [s for s in todo if not polling.hold(s)]
     table = run.table
     unchanged = [
         FileResult(src.uri, "unchanged", etag=src.etag, table=table, bytes=src.size)

@@ -50,6 +50,9 @@ class WatchMetrics:
         self.bytes = counter("bytes", "bytes of the files loaded")
         self.polls = counter("polls", "listings of the sources (listing mode and backfills)")
         self.backlog = gauge("backlog", "files (or messages) seen and not yet done")
+        self.held = gauge(
+            "files_held", "files a poll could not load, waiting to be tried again (backed off)"
+        )
         self.lag = gauge("lag_seconds", "seconds from the last loaded object's write to its commit")
         self.last_commit = gauge(
             "last_commit_timestamp_seconds", "Unix time of the last commit that loaded a file"

@@ -4,7 +4,8 @@ Listing mode: every `interval`, the sources are listed and ingested; the (uri, e
 decides what is new or changed (never a last-modified watermark, which loses files written in
 the same second as the mark). Notification mode (`queue`): S3 event notifications from SQS
 (`notify`), with a full listing at start and every `backfill_interval`. One Ingester serves
-every poll and batch (one S3 client, one open destination).
+every poll and batch (one S3 client, one open destination). A file a poll could not load is
+tried again after growing delays, not at every poll (`refusals`).
 
 **Stopping.** `stop()` (SIGTERM, SIGINT) stops starting polls; `/readyz` turns 503 (draining).
 A poll in progress gets `drain_timeout` seconds to finish; if it has not, it is cancelled: the
@@ -25,9 +26,11 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from dreambolt.report import FileResult, IngestReport
 from dreambolt.sources import Source
+from dreambolt.triage import Polling
 from dreambolt.watch.drain import finish_or_drain
 from dreambolt.watch.lexical import Marks
 from dreambolt.watch.metrics import WatchMetrics
+from dreambolt.watch.refusals import Refusals
 
 if TYPE_CHECKING:
     from dreambolt.ingest import Ingester
@@ -92,6 +95,7 @@ class Watcher:
         self.metrics = metrics
         self.state: State = "starting"
         self.last_report: IngestReport | None = None
+        self.refusals = Refusals(options.interval)  # polls try refused files less often
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -185,13 +189,17 @@ class Watcher:
                 exclude=opts.exclude,
                 format=opts.format,
                 columns=opts.columns,
-                polling=True,  # an empty prefix is no failure; unchanged is not recorded again
+                # an empty prefix is no failure; unchanged is not recorded again; files refused
+                # recently wait for a later poll
+                polling=Polling(hold=self.refusals.holds),
             )
         )
         if not await finish_or_drain(poll, self._stopping, opts.drain_timeout):
             return False
         self.metrics.polls.inc()
         self.last_report = report = poll.result()
+        self.refusals.note(report.files)
+        self.metrics.held.set(len(self.refusals))
         counts = {s: report.count(s) for s in ("loaded", "unchanged", "skipped", "failed")}
         log.info("poll of %s: %s in %.1fs", opts.table, counts, time.monotonic() - began)
         return True
