@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from faultproxy import FaultProxy
@@ -199,6 +200,31 @@ def test_a_batch_already_committed_is_not_written_again(lake: Lake) -> None:
     # the commit carries the batch's marker: any order of the same (uri, etag) pairs
     batch = _Batch("t", [(f.uri, f.etag, f.size) for f in reversed(files)], "r9", False)
     assert lake.table("t").transaction_version(batch.marker(0)) == 0
+
+
+def test_a_commit_reads_only_the_data_files_its_uris_could_be_in(tmp_path: Path) -> None:
+    """Deciding which of a batch's files are loaded, and writing it, skip every data file
+    whose `_source_uri` range (its statistics in the Delta log) misses the batch's: the table's
+    old files are not read again at each commit, however big the table grows."""
+    sink = open_sink(f"delta:{tmp_path / 'lake'}")
+    frame = pl.DataFrame({"id": [1, 2]})
+
+    def batch(n: int, etag: str = "e") -> list[FileWrite]:  # 100: DuckDB pushes down ~50
+        return [FileWrite(f"s3://src/{n}/{i:03d}.csv", etag, 5, frame) for i in range(100)]
+
+    try:
+        for n in range(3):
+            sink.write_many("t", batch(n), run_id="r")
+        adds = pa.table(DeltaTable(str(tmp_path / "lake" / "t")).get_add_actions(flatten=True))
+        [oldest] = [a for a in adds.to_pylist() if a["min._source_uri"] == "s3://src/0/000.csv"]
+        (tmp_path / "lake" / "t" / oldest["path"]).write_bytes(b"unreadable now")
+        with pytest.raises(pa.ArrowInvalid, match="Parquet"):  # a read that opened it fails
+            DeltaTable(str(tmp_path / "lake" / "t")).to_pyarrow_dataset().to_table()
+        assert [w.rows for w in sink.write_many("t", batch(3), run_id="r")] == [2] * 100
+        assert all(w.unchanged for w in sink.write_many("t", batch(1), run_id="r"))
+        assert all(w.replaced for w in sink.write_many("t", batch(2, "e2"), run_id="r"))
+    finally:
+        sink.close()
 
 
 def test_empty_files_are_ledger_only_and_a_file_that_empties_drops_its_rows(lake: Lake) -> None:

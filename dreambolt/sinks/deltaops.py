@@ -137,9 +137,15 @@ def sql_string(value: str) -> str:
 
 
 def in_list(column: str, values: Iterable[str]) -> str:
-    """A predicate: `column` is one of `values` (which must not be empty)."""
-    listed = ", ".join(sql_string(v) for v in values)
-    return f"{column} IN ({listed})"
+    """A predicate: `column` is one of `values` (which must not be empty). The values' range
+    comes first: with it a query skips the data files whose statistics (the column's min/max in
+    the Delta log) lie outside it, which a long IN list alone (over ~50 values: a batch holds up
+    to 256 files) does not let DuckDB do over the Arrow dataset (80 new files looked up in a
+    19 M-row table: 0.04 s of CPU, not 1.7-2.3 s)."""
+    ordered = sorted(set(values))
+    low, high = sql_string(ordered[0]), sql_string(ordered[-1])
+    listed = ", ".join(sql_string(v) for v in ordered)
+    return f"({column} >= {low} AND {column} <= {high} AND {column} IN ({listed}))"
 
 
 def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:
