@@ -71,6 +71,19 @@ def test_another_version_is_tried_at_once_and_a_load_lets_go() -> None:
     assert len(refusals) == 0 and not refusals.holds(src("s3://b/x.csv", "e2"))
 
 
+def test_a_file_a_complete_listing_no_longer_finds_is_forgotten() -> None:
+    refusals = Refusals(60.0, Clock())
+    refusals.note([refused("s3://b/gone.csv", "e1"), refused("s3://b/kept.csv", "e1")])
+    assert refusals.holds(src("s3://b/kept.csv", "e1"))  # listed again (and still held)
+    refusals.note([], complete=False)  # a partial listing (after the lexical marks) proves nothing
+    assert len(refusals) == 2
+    assert refusals.holds(src("s3://b/kept.csv", "e1"))
+    refusals.note([], complete=True)  # a full listing that came across kept.csv only
+    assert len(refusals) == 1
+    refusals.note([], complete=True)  # one that did not come across it: gone now too
+    assert len(refusals) == 0
+
+
 def test_untried_and_unnamed_files_are_not_held() -> None:
     refusals = Refusals(60.0, Clock())
     refusals.note(

@@ -5,7 +5,8 @@ A file that one poll skipped or failed (a format it cannot read, a type conflict
 service tries that (uri, etag) again after one interval, then two, four... up to an hour (or one
 interval, if that is longer) instead of fetching and parsing it, and logging the same warning, at
 every poll. A new version of the object (another etag) is tried at once; a restart forgets the
-delays. Files an aborted poll never tried are not held. The ledger keeps a row of every attempt.
+delays; a file no longer listed is forgotten. Files an aborted poll never tried are not held.
+The ledger keeps a row of every attempt.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Refusals:
         self.interval = max(0.0, interval)
         self._clock = clock
         self._held: dict[str, _Held] = {}
+        self._asked: set[str] = set()  # the held files a poll came across (`holds`)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -44,9 +46,13 @@ class Refusals:
         """Seconds to wait after the `tries`-th refusal in a row of one version of a file."""
         return min(self.interval * 2.0 ** min(tries - 1, 64), max(self.interval, CAP_S))
 
-    def note(self, results: Iterable[FileResult]) -> None:
-        """Learn from a poll's results: refused files are held, loaded ones let go."""
+    def note(self, results: Iterable[FileResult], *, complete: bool = False) -> None:
+        """Learn from a poll's results: refused files are held, loaded ones let go; after a
+        `complete` listing, so are the held files it did not come across (deleted since)."""
         now = self._clock()
+        if complete:
+            self._held = {uri: h for uri, h in self._held.items() if uri in self._asked}
+        self._asked.clear()
         for result in results:
             if result.status in ("loaded", "unchanged"):
                 self._held.pop(result.uri, None)
@@ -58,7 +64,10 @@ class Refusals:
     def holds(self, src: Source) -> bool:
         """Whether `src` waits for a later poll: this version of it was refused recently."""
         held = self._held.get(src.uri)
-        return held is not None and held.etag == src.etag and self._clock() < held.until
+        if held is None:
+            return False
+        self._asked.add(src.uri)
+        return held.etag == src.etag and self._clock() < held.until
 
 
 def _untried(result: FileResult) -> bool:

@@ -198,7 +198,7 @@ class Watcher:
             return False
         self.metrics.polls.inc()
         self.last_report = report = poll.result()
-        self.refusals.note(report.files)
+        self.refusals.note(report.files, complete=inputs is None)
         self.metrics.held.set(len(self.refusals))
         counts = {s: report.count(s) for s in ("loaded", "unchanged", "skipped", "failed")}
         log.info("poll of %s: %s in %.1fs", opts.table, counts, time.monotonic() - began)
