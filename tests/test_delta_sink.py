@@ -227,6 +227,26 @@ def test_a_commit_reads_only_the_data_files_its_uris_could_be_in(tmp_path: Path)
         sink.close()
 
 
+def test_a_lineage_read_once_per_table_version(tmp_path: Path) -> None:
+    """`loaded` (a service's every poll) reads the data table's lineage once per version of it:
+    with no commit since, no data file is opened; a new commit is read."""
+    sink = open_sink(f"delta:{tmp_path / 'lake'}")
+    frame = pl.DataFrame({"id": [1, 2]})
+    try:
+        sink.write_many("t", [FileWrite("s3://src/a.csv", "e1", 5, frame)], run_id="r")
+        assert sink.loaded("t") == {"s3://src/a.csv": "e1"}
+        for data in (tmp_path / "lake" / "t").glob("*.parquet"):
+            data.write_bytes(b"unreadable now")
+        assert sink.loaded("t") == {"s3://src/a.csv": "e1"}  # the same version: not read again
+        with pytest.raises(SinkError, match="Parquet"):  # another sink has to read it
+            open_sink(f"delta:{tmp_path / 'lake'}").loaded("t")
+        sink.write_many("t", [FileWrite("s3://src/b.csv", "e2", 5, frame)], run_id="r")
+        with pytest.raises(SinkError, match="Parquet"):  # a new version is read again
+            sink.loaded("t")
+    finally:
+        sink.close()
+
+
 def test_empty_files_are_ledger_only_and_a_file_that_empties_drops_its_rows(lake: Lake) -> None:
     sink = open_sink(lake.db, s3=lake.s3)
     try:

@@ -102,6 +102,9 @@ class DeltaSink:
         self._tables = Tables(self.root)
         self._ledger = DeltaLedger(self._tables)
         self._lagging: set[str] = set()  # tables whose ledger `loaded` found behind the data
+        # The last lineage read, by table (its name and id) and version: a version never
+        # changes, so a service's polls that find no new commit do not scan the table again.
+        self._seen: tuple[tuple[str, str, int], dict[str, tuple[str | None, int]]] | None = None
 
     @property
     def name(self) -> str:
@@ -153,14 +156,19 @@ class DeltaSink:
             self._lagging.discard(table)
 
     def _lineage(self, table: str) -> dict[str, tuple[str | None, int]]:
-        """uri -> (etag, rows) of the data table's rows now."""
+        """uri -> (etag, rows) of the data table's rows now (not to be changed: it is kept)."""
         data = self._tables.snapshot(table)
         if data is None or "_source_uri" not in arrow_schema(data.schema()).names:
             return {}
+        key = (table, str(data.metadata().id), data.version())
+        if self._seen is not None and self._seen[0] == key:
+            return self._seen[1]
         counts = query(
             data, "SELECT _source_uri, _source_etag, count(*) AS n FROM t GROUP BY 1, 2"
         ).to_pylist()
-        return {r["_source_uri"]: (r["_source_etag"], r["n"]) for r in counts}
+        found = {r["_source_uri"]: (r["_source_etag"], r["n"]) for r in counts}
+        self._seen = (key, found)
+        return found
 
     def batch_committed(self, table: str, files: Sequence[tuple[str, str | None]]) -> bool:
         """Whether a batch of exactly these (uri, etag) pairs committed in the table's

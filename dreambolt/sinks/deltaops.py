@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NoReturn, TypeVar
 
+import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -123,8 +124,6 @@ def query(table: DeltaTable, sql: str) -> pa.Table:
     DuckDB runs it over the snapshot's Arrow dataset (columns and filters pushed down to the
     Parquet files): delta-rs's own engine (`QueryBuilder`) holds the GIL while it waits on
     S3, which would stall the event loop's downloads for as long."""
-    import duckdb
-
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")  # timestamps come back as the table holds them
         con.register("t", table.to_pyarrow_dataset())
@@ -177,5 +176,6 @@ def message(exc: BaseException) -> str:
 
 def is_delta_error(exc: BaseException) -> bool:
     """Whether `exc` came from delta-rs (its classes report the module `_internal`; some
-    failures, such as schema errors, are plain `Exception`s)."""
-    return isinstance(exc, DeltaError | OSError) or type(exc) is Exception
+    failures, such as schema errors, are plain `Exception`s) or from reading a table's files
+    (`query`: DuckDB over the Arrow dataset, e.g. a data file that is not Parquet)."""
+    return isinstance(exc, DeltaError | OSError | duckdb.Error) or type(exc) is Exception
